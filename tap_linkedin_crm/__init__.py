@@ -1,0 +1,1 @@
+"""Singer tap for LinkedIn Sales Navigator CRM Data Validation exports."""

@@ -1,0 +1,337 @@
+"""HTTP client for LinkedIn's export job endpoints: requests, retries, error mapping. No Singer here.
+
+Retries cover connection errors, 5xx and 429 (honouring `Retry-After`); LinkedIn's daily quota 429
+gives up after a couple of tries, since it resets only at UTC midnight. A 401 for an expired token
+renews the token once. URLs are logged without their query string (download URLs carry a signed
+token there), and the Authorization header goes only to the API host and LinkedIn hosts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+import time
+import typing as t
+import urllib.parse
+
+import backoff
+import requests
+
+from tap_linkedin_crm.errors import (
+    APIError,
+    AuthenticationError,
+    DownloadExpiredError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,
+)
+from tap_linkedin_crm.jobs import ExportJob
+from tap_linkedin_crm.settings import is_loopback
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tap_linkedin_crm.auth import TokenProvider
+
+LOGGER = logging.getLogger("tap_linkedin_crm.client")
+
+CRM_VALIDATION_JOBS = "crmDataValidationExportJobs"
+PERMISSION = "r_sales_nav_validation"
+RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+#: Tries of a daily-quota 429 before the sync stops: the quota resets only at UTC midnight.
+QUOTA_MAX_TRIES = 3
+#: Longest `Retry-After` honoured as given; longer ones are capped (and logged).
+MAX_RETRY_AFTER_SECONDS = 900.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def redact_url(url: str) -> str:
+    """The URL without query string or fragment: signed download tokens live in the query."""
+    parts = urllib.parse.urlsplit(url)
+    suffix = "?<redacted>" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}{parts.path}{suffix}"
+
+
+class LinkedInClient:
+    """Calls the export job endpoints of one API base URL with one token provider."""
+
+    def __init__(  # noqa: PLR0913 - all are real, independent inputs
+        self,
+        *,
+        api_url: str,
+        tokens: TokenProvider,
+        session: requests.Session | None = None,
+        timeout: float = 300.0,
+        max_retries: int = 5,
+        linkedin_version: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        """Keep the connection settings; `sleep` is injected so tests and SIGTERM can cut waits."""
+        self.api_url = api_url.rstrip("/")
+        self.tokens = tokens
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.linkedin_version = linkedin_version
+        self.sleep = sleep
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._api_host = (urllib.parse.urlsplit(self.api_url).hostname or "").lower()
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    # Export job endpoints -----------------------------------------------------------------
+
+    def create_crm_validation_job(self, instance_urn: str, export_start_at: int) -> int:
+        """POST a CRM data validation export job; returns LinkedIn's job id (`X-RestLi-Id`).
+
+        Raises:
+            APIError: LinkedIn refused the job (the subclass says why).
+        """
+        url = f"{self.api_url}/{CRM_VALIDATION_JOBS}?crmInstanceId={_quote(instance_urn)}"
+        with self._request(
+            "POST",
+            url,
+            json={"exportStartAt": int(export_start_at)},
+            what=f"create export job for {instance_urn}",
+        ) as response:
+            if response.status_code in (200, 201):
+                return _job_id_from_headers(response, instance_urn)
+            raise self._error(response, f"Creating an export job for {instance_urn}")
+
+    def get_crm_validation_job(self, instance_urn: str, job_id: int) -> ExportJob:
+        """GET an export job's current status and, once completed, its download URLs.
+
+        Raises:
+            NotFoundError: The job does not exist (or is older than 7 days).
+            APIError: Any other refusal.
+        """
+        url = f"{self.api_url}/{CRM_VALIDATION_JOBS}/{int(job_id)}?crmInstanceId={_quote(instance_urn)}"
+        with self._request("GET", url, what=f"get export job {job_id}") as response:
+            if response.status_code == 200:  # noqa: PLR2004
+                try:
+                    return ExportJob.from_api(response.json(), job_id=job_id)
+                except ValueError:
+                    msg = f"LinkedIn sent an unreadable description of export job {job_id}."
+                    raise APIError(msg, status=response.status_code) from None
+            raise self._error(response, f"Reading export job {job_id} of {instance_urn}")
+
+    def open_download(self, url: str) -> requests.Response:
+        """Start streaming one export file. The caller reads `raw` and closes the response.
+
+        Raises:
+            DownloadExpiredError: The URL was refused (expired or unknown): get fresh URLs.
+            APIError: Any other refusal.
+        """
+        check_download_url(url)
+        response = self._request(
+            "GET",
+            url,
+            stream=True,
+            authorize=self._may_authorize(url),
+            what=f"download {redact_url(url)}",
+        )
+        if response.status_code == 200:  # noqa: PLR2004
+            return response
+        with response:
+            if response.status_code in (403, 404, 410):
+                msg = (
+                    f"Download URL {redact_url(url)} was refused with HTTP "
+                    f"{response.status_code}: it has expired or is unknown."
+                )
+                raise DownloadExpiredError(msg, status=response.status_code)
+            raise self._error(response, f"Downloading {redact_url(url)}")
+
+    # Plumbing -----------------------------------------------------------------------------
+
+    def _may_authorize(self, url: str) -> bool:
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        return host == self._api_host or host == "linkedin.com" or host.endswith(".linkedin.com")
+
+    def _headers(self, *, authorize: bool) -> tuple[dict[str, str], str | None]:
+        headers = {"X-Restli-Protocol-Version": "2.0.0", "Accept": "application/json"}
+        if self.linkedin_version:
+            headers["LinkedIn-Version"] = self.linkedin_version
+        token = None
+        if authorize:
+            token = self.tokens.token()
+            headers["Authorization"] = f"Bearer {token}"
+        return headers, token
+
+    def _request(  # noqa: C901, PLR0912 - one retry loop, each branch one fault
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        authorize: bool = True,
+        stream: bool = False,
+        json: dict[str, t.Any] | None = None,
+    ) -> requests.Response:
+        """Send with retries; returns the final response, whatever its status.
+
+        Raises:
+            ServerError: Connection errors or 5xx outlived the retries.
+            QuotaExceededError: LinkedIn's daily quota is used up.
+            RateLimitedError: 429s outlived the retries.
+            AuthenticationError: 401 and the token could not be renewed.
+        """
+        delays = _backoff_delays(self.rng)
+        failures = 0
+        quota_hits = 0
+        renewed = False
+        while True:
+            headers, token = self._headers(authorize=authorize)
+            with self._lock:
+                self.calls += 1
+            try:
+                response = self.session.request(
+                    method, url, headers=headers, json=json, stream=stream, timeout=self.timeout
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failures += 1
+                if failures > self.max_retries:
+                    msg = (
+                        f"Could not {what}: {type(exc).__name__} after {failures} tries "
+                        "(request_max_retries). Check the network and api_url."
+                    )
+                    raise ServerError(msg) from None
+                self._wait(next(delays), what, f"{type(exc).__name__}")
+                continue
+            status = response.status_code
+            if status == 401 and token is not None:  # noqa: PLR2004
+                code = _error_body(response).get("code", "")
+                response.close()
+                if not renewed and self.tokens.invalidate(token):
+                    renewed = True
+                    LOGGER.info("Access token rejected (%s); renewing it and retrying.", code)
+                    continue
+                msg = (
+                    f"LinkedIn rejected the access token ({code or 'HTTP 401'}) while trying to "
+                    f"{what}. Renew access_token, or configure client_id and client_secret so the "
+                    "tap can renew tokens itself."
+                )
+                raise AuthenticationError(msg, status=401)
+            if status == 429:  # noqa: PLR2004
+                body = _error_body(response)
+                retry_after = _retry_after(response)
+                response.close()
+                if "DAY limit" in str(body.get("message", "")):
+                    quota_hits += 1
+                    if quota_hits >= QUOTA_MAX_TRIES:
+                        msg = (
+                            f"LinkedIn's daily API quota is used up (429 APPLICATION DAY limit, "
+                            f"{quota_hits} tries) while trying to {what}. It resets at midnight "
+                            "UTC; run the sync again after that. Bookmarks were not moved."
+                        )
+                        raise QuotaExceededError(msg, status=429)
+                else:
+                    failures += 1
+                    if failures > self.max_retries:
+                        msg = f"Still rate limited (HTTP 429) after {failures} tries to {what}."
+                        raise RateLimitedError(msg, status=429)
+                delay = next(delays)
+                if retry_after is not None:
+                    delay = min(retry_after, MAX_RETRY_AFTER_SECONDS)
+                self._wait(delay, what, "HTTP 429")
+                continue
+            if status in RETRIABLE_STATUSES:
+                response.close()
+                failures += 1
+                if failures > self.max_retries:
+                    msg = (
+                        f"LinkedIn kept failing with HTTP {status} after {failures} tries to "
+                        f"{what}. It is usually temporary: run the sync again later."
+                    )
+                    raise ServerError(msg, status=status)
+                retry_after = _retry_after(response)
+                delay = next(delays) if retry_after is None else min(
+                    retry_after, MAX_RETRY_AFTER_SECONDS
+                )
+                self._wait(delay, what, f"HTTP {status}")
+                continue
+            return response
+
+    def _wait(self, seconds: float, what: str, reason: str) -> None:
+        LOGGER.warning("%s while trying to %s; retrying in %.2f s.", reason, what, seconds)
+        self.sleep(seconds)
+
+    def _error(self, response: requests.Response, doing: str) -> APIError:
+        """Turn a non-retriable error response into the exception a user can act on."""
+        status = response.status_code
+        body = _error_body(response)
+        detail = str(body.get("message") or body.get("error_description") or "").strip()
+        detail = f": {detail}" if detail else ""
+        if status == 403:  # noqa: PLR2004
+            msg = (
+                f"{doing} was refused (HTTP 403{detail}). The LinkedIn app needs the "
+                f"{PERMISSION} permission and CRM Sync access to this instance; ask your LinkedIn "
+                "partner contact or Sales Navigator admin to grant it."
+            )
+            return PermissionDeniedError(msg, status=status)
+        if status == 404:  # noqa: PLR2004
+            return NotFoundError(f"{doing}: not found (HTTP 404{detail}).", status=status)
+        return APIError(f"{doing} failed with HTTP {status}{detail}.", status=status)
+
+
+def check_download_url(url: str) -> None:
+    """Refuse download URLs that are not https (plain http only to loopback, for the sandbox).
+
+    Raises:
+        APIError: The URL is not acceptable.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname or "")):
+        return
+    msg = f"Refusing download URL {redact_url(url)}: only https:// (or loopback http) is allowed."
+    raise APIError(msg)
+
+
+def _quote(urn: str) -> str:
+    """Percent-encode a URN for a query string, as LinkedIn's docs require (`:`, `(`, `,` too)."""
+    return urllib.parse.quote(urn, safe="")
+
+
+def _job_id_from_headers(response: requests.Response, instance_urn: str) -> int:
+    raw = response.headers.get("X-RestLi-Id") or response.headers.get("x-restli-id")
+    if not raw:
+        location = response.headers.get("Location", "")
+        raw = location.rstrip("/").rsplit("/", 1)[-1] if location else ""
+    try:
+        return int(raw)
+    except ValueError:
+        msg = (
+            f"LinkedIn created an export job for {instance_urn} but sent no usable job id "
+            "(X-RestLi-Id header)."
+        )
+        raise APIError(msg, status=response.status_code) from None
+
+
+def _error_body(response: requests.Response) -> dict[str, t.Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _backoff_delays(rng: random.Random) -> Iterator[float]:
+    """Exponential delays (1, 2, 4 ... s, capped) with full jitter, from the backoff library."""
+    for value in itertools.chain(backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF_SECONDS)):
+        if value is None:
+            continue
+        yield rng.uniform(value / 2, value)

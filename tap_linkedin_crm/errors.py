@@ -1,0 +1,72 @@
+"""The tap's exception tree: one base class, one subclass per thing a user must act on differently."""
+
+from __future__ import annotations
+
+
+class LinkedInCRMError(Exception):
+    """Base of every error this tap raises on purpose.
+
+    Messages are written for the person running the sync: they say what happened, for which CRM
+    instance, and what to do. They never contain tokens, secrets or signed URL query strings.
+    """
+
+
+class APIError(LinkedInCRMError):
+    """LinkedIn answered with an HTTP error that retrying did not fix."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        """Keep the HTTP status next to the message, for callers that branch on it."""
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(APIError):
+    """The credentials were refused (401 from the token endpoint or the API)."""
+
+
+class PermissionDeniedError(APIError):
+    """The app may not read this CRM instance (403): permission `r_sales_nav_validation` is missing."""
+
+
+class NotFoundError(APIError):
+    """The resource does not exist (404), e.g. a job older than 7 days."""
+
+
+class QuotaExceededError(APIError):
+    """LinkedIn's daily call quota is used up (429 `APPLICATION DAY limit`); it resets at UTC midnight."""
+
+
+class RateLimitedError(APIError):
+    """429 that is not the daily quota, still failing after the retries."""
+
+
+class ServerError(APIError):
+    """5xx or connection failures, still failing after the retries."""
+
+
+class DownloadExpiredError(APIError):
+    """A download URL was refused (403/410) or its `expireAt` has passed: fetch fresh URLs."""
+
+
+class DownloadIncompleteError(LinkedInCRMError):
+    """A download ended early: connection reset, body shorter than Content-Length, or broken gzip."""
+
+
+class MalformedCSVError(LinkedInCRMError):
+    """An export file is not CSV the tap can read without guessing (and so without losing data)."""
+
+
+class JobFailedError(LinkedInCRMError):
+    """Every attempt at an export job ended in a `FAILED_*` status."""
+
+
+class JobTimeoutError(LinkedInCRMError):
+    """An export job did not finish within `job_timeout`; the bookmark was left where it was."""
+
+
+class JobGoneError(LinkedInCRMError):
+    """A job remembered in state no longer exists (404, or older than LinkedIn's 7-day limit)."""
+
+
+class SyncInterruptedError(LinkedInCRMError):
+    """SIGTERM or Ctrl-C arrived; the sync stopped at a clean point with a resumable state."""

@@ -1,0 +1,147 @@
+"""One sync run: builds the HTTP client, token provider, poller and coordinator from settings.
+
+It also keeps what the streams share during a run: per-instance summaries, failures, and the stop
+flag set by SIGTERM/Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import requests
+
+from tap_linkedin_crm.auth import (
+    ClientCredentialsTokenProvider,
+    StaticTokenProvider,
+    TokenProvider,
+)
+from tap_linkedin_crm.client import LinkedInClient, redact_url
+from tap_linkedin_crm.downloads import ExportDownloader, Position
+from tap_linkedin_crm.exports import ExportCoordinator, ExportPlan, InstanceExport, now_ms
+from tap_linkedin_crm.jobs import JobPoller, PollPolicy, Stopper
+from tap_linkedin_crm.streams import export_summary
+
+if t.TYPE_CHECKING:
+    from tap_linkedin_crm.settings import Settings
+
+LOGGER = logging.getLogger("tap_linkedin_crm.run")
+
+
+class ExportRun:
+    """Everything one sync needs, built from validated settings."""
+
+    def __init__(self, settings: Settings, *, records_selected: bool) -> None:
+        """Build the collaborators; no HTTP happens until `start`."""
+        self.settings = settings
+        self.records_selected = records_selected
+        self.stopper = Stopper()
+        self.session = requests.Session()
+        self.tokens = self._token_provider()
+        self.client = LinkedInClient(
+            api_url=settings.api_url,
+            tokens=self.tokens,
+            session=self.session,
+            timeout=settings.request_timeout,
+            max_retries=settings.request_max_retries,
+            linkedin_version=settings.linkedin_version,
+            sleep=self.stopper.sleep,
+        )
+        poller = JobPoller(
+            PollPolicy(
+                interval=settings.poll_interval,
+                max_interval=settings.poll_max_interval,
+                timeout=settings.job_timeout,
+            ),
+            sleep=self.stopper.sleep,
+        )
+        self.coordinator = ExportCoordinator(
+            self.client,
+            poller,
+            max_attempts=settings.job_max_attempts,
+            check_stop=self.stopper.check,
+        )
+        self.summaries: dict[str, dict[str, t.Any]] = {}
+        self.failures: dict[str, BaseException] = {}
+
+    def _token_provider(self) -> TokenProvider:
+        s = self.settings
+        if s.client_id and s.client_secret:
+            return ClientCredentialsTokenProvider(
+                s.token_url,
+                s.client_id,
+                s.client_secret,
+                session=self.session,
+                timeout=s.request_timeout,
+            )
+        assert s.access_token is not None  # noqa: S101 - load_settings guarantees credentials
+        return StaticTokenProvider(s.access_token)
+
+    def start(self, plans: list[ExportPlan]) -> None:
+        """Create (or resume) every instance's job; returns once all exist or failed to."""
+        self.coordinator.start(plans)
+
+    def downloader(self) -> ExportDownloader:
+        """A downloader for one instance's files."""
+        return ExportDownloader(
+            self.client,
+            self.coordinator,
+            self.settings.column_types,
+            max_retries=self.settings.request_max_retries,
+            sleep=self.stopper.sleep,
+        )
+
+    def in_flight(self, export: InstanceExport, position: Position | None = None) -> dict[str, t.Any]:
+        """The state entry that lets the next run resume this export where it stopped."""
+        entry: dict[str, t.Any] = {
+            "jobId": export.job_id,
+            "exportStartAt": export.plan.export_start_at,
+            "createdAt": export.created_at,
+            "attempt": export.attempt,
+        }
+        if position is not None and position.job_id == export.job_id:
+            entry["fileIndex"] = position.file_index
+            entry["rowsDone"] = position.rows_done
+        return entry
+
+    def summary(
+        self, export: InstanceExport, *, rows: int | None, byte_count: int | None
+    ) -> dict[str, t.Any]:
+        """The exports-stream record of a completed export."""
+        return export_summary(export, rows=rows, byte_count=byte_count, redact=redact_url)
+
+    def fail(self, urn: str, error: BaseException | None) -> None:
+        """Remember that an instance failed; the run ends non-zero, naming it."""
+        self.failures.setdefault(urn, error or RuntimeError("unknown error"))
+
+    def close(self) -> None:
+        """Stop the workers and close connections."""
+        self.stopper.stop()
+        self.coordinator.join(timeout=2.0)
+        self.session.close()
+
+
+def plan_for(
+    urn: str,
+    state: t.Mapping[str, t.Any],
+    *,
+    default_start: int,
+) -> ExportPlan:
+    """Where an instance's export starts, from its state (bookmark, in-flight job) or the default."""
+    in_flight = state.get("inFlightJob") or {}
+    start = in_flight.get("exportStartAt")
+    if start is None:
+        start = state.get("nextExportStartAt", state.get("replication_key_value"))
+    if start is None:
+        start = default_start
+    job_id = in_flight.get("jobId")
+    return ExportPlan(
+        instance_urn=urn,
+        export_start_at=int(start),
+        resume_job_id=int(job_id) if job_id is not None else None,
+        resume_attempt=int(in_flight.get("attempt", 1)),
+        resume_created_at=in_flight.get("createdAt"),
+    )
+
+
+__all__ = ["ExportRun", "now_ms", "plan_for"]
