@@ -1,0 +1,28 @@
+"""A fault-injectable emulator of LinkedIn's CRM Data Validation export API, served on loopback."""
+
+from __future__ import annotations
+
+from tap_linkedin_crm.sandbox.clock import SandboxClock
+from tap_linkedin_crm.sandbox.data import DEFAULT_COLUMNS
+from tap_linkedin_crm.sandbox.scenario import (
+    DYNAMICS_INSTANCE,
+    FAULT_KINDS,
+    SFDC_INSTANCE,
+    Fault,
+    InstanceSpec,
+    Scenario,
+)
+from tap_linkedin_crm.sandbox.server import RequestRecord, Sandbox
+
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "DYNAMICS_INSTANCE",
+    "FAULT_KINDS",
+    "SFDC_INSTANCE",
+    "Fault",
+    "InstanceSpec",
+    "RequestRecord",
+    "Sandbox",
+    "SandboxClock",
+    "Scenario",
+]
