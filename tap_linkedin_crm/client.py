@@ -1,4 +1,4 @@
-"""HTTP client for LinkedIn's export job endpoints: requests, retries, error mapping. No Singer here.
+"""HTTP client for LinkedIn's export job endpoints: requests, retries, errors. No Singer here.
 
 Retries cover connection errors, 5xx and 429 (honouring `Retry-After`); LinkedIn's daily quota 429
 gives up after a couple of tries, since it resets only at UTC midnight. A 401 for an expired token
@@ -8,7 +8,6 @@ token there), and the Authorization header goes only to the API host and LinkedI
 
 from __future__ import annotations
 
-import itertools
 import logging
 import random
 import threading
@@ -110,7 +109,10 @@ class LinkedInClient:
             NotFoundError: The job does not exist (or is older than 7 days).
             APIError: Any other refusal.
         """
-        url = f"{self.api_url}/{CRM_VALIDATION_JOBS}/{int(job_id)}?crmInstanceId={_quote(instance_urn)}"
+        url = (
+            f"{self.api_url}/{CRM_VALIDATION_JOBS}/{int(job_id)}"
+            f"?crmInstanceId={_quote(instance_urn)}"
+        )
         with self._request("GET", url, what=f"get export job {job_id}") as response:
             if response.status_code == 200:  # noqa: PLR2004
                 try:
@@ -150,7 +152,7 @@ class LinkedInClient:
 
     def _may_authorize(self, url: str) -> bool:
         host = (urllib.parse.urlsplit(url).hostname or "").lower()
-        return host == self._api_host or host == "linkedin.com" or host.endswith(".linkedin.com")
+        return host in {self._api_host, "linkedin.com"} or host.endswith(".linkedin.com")
 
     def _headers(self, *, authorize: bool) -> tuple[dict[str, str], str | None]:
         headers = {"X-Restli-Protocol-Version": "2.0.0", "Accept": "application/json"}
@@ -162,7 +164,7 @@ class LinkedInClient:
             headers["Authorization"] = f"Bearer {token}"
         return headers, token
 
-    def _request(  # noqa: C901, PLR0912 - one retry loop, each branch one fault
+    def _request(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one retry loop, a branch per fault
         self,
         method: str,
         url: str,
@@ -249,8 +251,10 @@ class LinkedInClient:
                     )
                     raise ServerError(msg, status=status)
                 retry_after = _retry_after(response)
-                delay = next(delays) if retry_after is None else min(
-                    retry_after, MAX_RETRY_AFTER_SECONDS
+                delay = (
+                    next(delays)
+                    if retry_after is None
+                    else min(retry_after, MAX_RETRY_AFTER_SECONDS)
                 )
                 self._wait(delay, what, f"HTTP {status}")
                 continue
@@ -331,7 +335,7 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _backoff_delays(rng: random.Random) -> Iterator[float]:
     """Exponential delays (1, 2, 4 ... s, capped) with full jitter, from the backoff library."""
-    for value in itertools.chain(backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF_SECONDS)):
+    for value in backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF_SECONDS):
         if value is None:
             continue
         yield rng.uniform(value / 2, value)

@@ -8,16 +8,18 @@ import functools
 import gzip
 import importlib.util
 import io
+import itertools
 import operator
 import re
 import typing as t
 import zlib
 from dataclasses import dataclass
 
+from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, EXTRA_COLUMNS_FIELD, ColumnType
 from tap_linkedin_crm.errors import DownloadIncompleteError, MalformedCSVError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 __all__ = [
     "COLUMN_TYPES",
@@ -30,12 +32,9 @@ __all__ = [
     "reference_rows",
 ]
 
-ColumnType = t.Literal["string", "integer", "number", "boolean", "timestamp"]
-"""How a declared column is typed. Columns not declared stay strings under `EXTRA_COLUMNS_KEY`."""
+COLUMN_TYPES: tuple[ColumnType, ...] = COLUMN_TYPE_NAMES
 
-COLUMN_TYPES: frozenset[str] = frozenset(t.get_args(ColumnType))
-
-EXTRA_COLUMNS_KEY = "extraColumns"
+EXTRA_COLUMNS_KEY = EXTRA_COLUMNS_FIELD
 """Row key of an object holding, as raw strings, the file's columns that are not declared.
 
 Present in every row of a file whose header has such columns, absent otherwise.
@@ -56,14 +55,19 @@ READ_SIZE = 256 * 1024
 
 _BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 # Every upper/lower-case spelling of the words, so the converter is one C-level dict lookup.
-_BOOLEANS: dict[str, bool] = {
+_BOOLEANS: dict[str, bool | None] = {
     "".join(chars): value
     for word, value in _BOOLEAN_WORDS.items()
-    for chars in __import__("itertools").product(*({c.lower(), c.upper()} for c in word))
+    for chars in itertools.product(*({c.lower(), c.upper()} for c in word))
 }
+_BOOLEANS[""] = None
 
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_ISO_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
 _MS_PER_DAY = 86_400_000
 _UNIX_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 # Formatting tables for epoch timestamps: "HH:MM:" per minute of the day, "SS" and ".fffZ".
@@ -137,7 +141,7 @@ class CsvDecoder:
         """
         for name, column_type in column_types.items():
             if column_type not in COLUMN_TYPES:
-                msg = f"column {name!r}: unknown type {column_type!r}; use one of {sorted(COLUMN_TYPES)}"
+                msg = f"column {name!r}: unknown type {column_type!r}; use one of {COLUMN_TYPES}"
                 raise ValueError(msg)
             if name in {EXTRA_COLUMNS_KEY, INVALID_VALUES_KEY}:
                 msg = f"column name {name!r} is reserved for the decoder's own row keys"
@@ -160,7 +164,7 @@ class CsvDecoder:
 
         Yields:
             One dict per data row: declared columns present in the header, typed, then the
-            `EXTRA_COLUMNS_KEY` and `INVALID_VALUES_KEY` objects when there is anything to put there.
+            `EXTRA_COLUMNS_KEY` and `INVALID_VALUES_KEY` objects when they have anything to hold.
 
         Raises:
             ValueError: skip_rows is negative.
@@ -178,16 +182,19 @@ class CsvDecoder:
             header = next(filter(None, records), [])
             self.header = self._header_info(header)
             if skip_rows:
-                self.rows_read = sum(map(bool, _islice(filter(None, records), skip_rows)))
+                self.rows_read = sum(map(bool, itertools.islice(filter(None, records), skip_rows)))
             yield from self._typed_rows(records, header)
         except UnicodeDecodeError as exc:
-            msg = f"{self.label}: {self._where()} is not valid UTF-8 ({exc.reason} at byte {exc.start} of its line)"
+            msg = (
+                f"{self.label}: {self._where()} is not valid UTF-8"
+                f" ({exc.reason} at byte {exc.start} of its line)"
+            )
             raise MalformedCSVError(msg) from exc
         except csv_error as exc:
             msg = f"{self.label}: {self._where()} is not valid CSV: {exc}"
             raise MalformedCSVError(msg) from exc
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            msg = f"{self.label}: the gzip stream is truncated or corrupt after {self._where()}: {exc}"
+            msg = f"{self.label}: the gzip stream is truncated or corrupt at {self._where()}: {exc}"
             raise DownloadIncompleteError(msg) from exc
 
     def _where(self) -> str:
@@ -222,14 +229,17 @@ class CsvDecoder:
         extra = [i for i, name in enumerate(header) if name not in declared]
         kept_names = [header[i] for i in kept]
         extra_names = [header[i] for i in extra]
-        pick_kept = _picker(kept, width)
-        pick_extra = _picker(extra, width)
         typed = [
             (i, name, _converter(declared[name]))
             for i, name in enumerate(header)
             if declared.get(name, "string") != "string"
         ]
+        pick_kept = _picker(kept)
+        pick_extra = _picker(extra)
+        all_kept = len(kept) == width
         number = self.rows_read
+        # `zip(..., strict=False)` is spelled out nowhere below: the keyword costs ~150 ns a call
+        # and every row's length was checked against the header already.
         for row in records:
             if len(row) != width:
                 if not row:
@@ -237,24 +247,20 @@ class CsvDecoder:
                 self._raise_ragged(row, width)
             number += 1
             self.rows_read = number
-            record = dict(zip(kept_names, pick_kept(row), strict=True))
-            invalid: dict[str, str] | None = None
-            for i, name, convert in typed:
-                value = row[i]
-                if value:
-                    try:
-                        record[name] = convert(value)
-                    except (ValueError, LookupError, OverflowError):
-                        record[name] = None
-                        if invalid is None:
-                            invalid = {}
-                        invalid[name] = value
-                else:
-                    record[name] = None
+            if all_kept:
+                record: dict[str, t.Any] = dict(zip(header, row))  # noqa: B905
+            else:
+                record = dict(zip(kept_names, pick_kept(row)))  # noqa: B905
+            if typed:
+                try:
+                    # Each converter maps "" to None and raises when a value is invalid; the
+                    # rare row with an invalid value is then typed again one value at a time.
+                    for i, name, convert in typed:
+                        record[name] = convert(row[i])
+                except (ValueError, LookupError, OverflowError):
+                    record[INVALID_VALUES_KEY] = _convert_one_by_one(record, row, typed)
             if extra:
-                record[EXTRA_COLUMNS_KEY] = dict(zip(extra_names, pick_extra(row), strict=True))
-            if invalid is not None:
-                record[INVALID_VALUES_KEY] = invalid
+                record[EXTRA_COLUMNS_KEY] = dict(zip(extra_names, pick_extra(row)))  # noqa: B905
             yield record
 
     def _raise_ragged(self, row: list[str], width: int) -> t.NoReturn:
@@ -266,25 +272,400 @@ class CsvDecoder:
         raise MalformedCSVError(msg)
 
 
-def _picker(indexes: Sequence[int], width: int) -> Callable[[list[str]], Sequence[str]]:
-    """Return a C-level function that picks `indexes` out of a row, as a sequence."""
-    if list(indexes) == list(range(width)):
-        return _identity
+def _convert_one_by_one(
+    record: dict[str, t.Any], row: list[str], typed: list[tuple[int, str, _Converter]]
+) -> dict[str, str]:
+    """Convert a row's values one at a time; return the raw strings that did not convert."""
+    invalid: dict[str, str] = {}
+    for i, name, convert in typed:
+        value = row[i]
+        try:
+            record[name] = convert(value)
+        except (ValueError, LookupError, OverflowError):
+            record[name] = None
+            invalid[name] = value
+    return invalid
+
+
+def _picker(indexes: Sequence[int]) -> Callable[[list[str]], Sequence[str]]:
+    """Return a function that picks `indexes` out of a row as a sequence (C-level for 2 or more)."""
     if len(indexes) > 1:
         return t.cast("Callable[[list[str]], Sequence[str]]", operator.itemgetter(*indexes))
-    return functools.partial(_pick, indexes)
+    return functools.partial(_pick, tuple(indexes))
 
 
-def _identity(row: list[str]) -> list[str]:
-    return row
-
-
-def _pick(indexes: Sequence[int], row: list[str]) -> list[str]:
+def _pick(indexes: tuple[int, ...], row: list[str]) -> list[str]:
     return [row[i] for i in indexes]
 
 
-def _islice(records: Iterable[list[str]], count: int) -> Iterator[list[str]]:
-    """`itertools.islice`, typed."""
-    import itertools  # noqa: PLC0415
+@functools.cache
+def _csv_module() -> t.Any:  # noqa: ANN401 - the `_csv` C module; typeshed has no type for it
+    """Return a private instance of the C `_csv` module whose field size limit is ours.
 
-    return itertools.islice(records, count)
+    `csv.field_size_limit` is process-wide state of the shared `_csv` module (default 128 KiB).
+    `_csv` uses multi-phase initialisation (PEP 489), so a second instance has its own limit:
+    raising it there leaves every other user of `csv` untouched. Should an interpreter ever
+    return the shared module instead, the default limit is kept and longer fields are reported
+    as malformed rather than changing global state.
+    """
+    spec = importlib.util.find_spec("_csv")
+    if spec is None or spec.loader is None:  # pragma: no cover - CPython always has _csv
+        return csv
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module is getattr(csv, "_csv", None) or module.Error is csv.Error:  # pragma: no cover
+        return csv
+    module.field_size_limit(MAX_FIELD_CHARS)
+    return module
+
+
+def _csv_records(lines: Iterator[str]) -> Iterator[list[str]]:
+    """Parse decoded lines into records with the strict RFC 4180 dialect."""
+    reader: Iterator[list[str]] = _csv_module().reader(
+        lines,
+        delimiter=",",
+        quotechar='"',
+        doublequote=True,
+        skipinitialspace=False,
+        strict=True,
+    )
+    return reader
+
+
+def _open_lines(stream: t.IO[bytes]) -> Iterator[str]:
+    """Turn a byte stream into decoded lines split at LF, gunzipping it if it starts like gzip.
+
+    Lines are split on LF only (a CR stays in its line for the CSV parser to judge) and decoded
+    one at a time, so an invalid byte is reported on the row that holds it.
+    """
+    prefix = _read_at_least(stream, len(GZIP_MAGIC))
+    raw: io.RawIOBase = _ReplayingReader(prefix, stream)
+    if prefix == GZIP_MAGIC:
+        raw = _ReplayingReader(b"", gzip.GzipFile(fileobj=raw, mode="rb"))
+    buffered = io.BufferedReader(raw, READ_SIZE)
+    first = buffered.readline()
+    first = first.removeprefix(UTF8_BOM)
+    decode = bytes.decode
+    return itertools.chain((decode(first),) if first else (), map(decode, buffered))
+
+
+def _read_at_least(stream: t.IO[bytes], size: int) -> bytes:
+    """Read `size` bytes, or fewer only at the end of the stream (reads may come back short)."""
+    data = b""
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _ReplayingReader(io.RawIOBase):
+    """A raw reader over `source` that first returns `prefix`; it never closes `source`."""
+
+    def __init__(self, prefix: bytes, source: t.IO[bytes] | gzip.GzipFile) -> None:
+        self._prefix = prefix
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: t.Any) -> int:  # noqa: ANN401 - a writable buffer (memoryview)
+        view = memoryview(buffer).cast("B")
+        if self._prefix:
+            size = min(len(view), len(self._prefix))
+            view[:size] = self._prefix[:size]
+            self._prefix = self._prefix[size:]
+            return size
+        data = self._source.read(len(view))
+        size = len(data)
+        view[:size] = data
+        return size
+
+
+def _converter(column_type: ColumnType) -> _Converter:
+    """Return the converter of a non-string type.
+
+    A converter maps "" to None and raises ValueError or LookupError for a value it cannot convert.
+    """
+    converters: dict[str, _Converter] = {
+        "integer": _to_integer,
+        "number": _to_number,
+        "boolean": _BOOLEANS.__getitem__,
+        "timestamp": _timestamp_converter(),
+    }
+    return converters[column_type]
+
+
+def _to_integer(value: str) -> int | None:
+    if value.isdigit() and value.isascii():
+        return int(value)
+    if not value:
+        return None
+    if _INTEGER_RE.fullmatch(value) is None:
+        msg = f"not an integer: {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _to_number(value: str) -> float | None:
+    if value.isdigit() and value.isascii():
+        return int(value)
+    if not value:
+        return None
+    if _NUMBER_RE.fullmatch(value) is None:
+        msg = f"not a number: {value!r}"
+        raise ValueError(msg)
+    if _INTEGER_RE.fullmatch(value) is not None:
+        return int(value)
+    number = float(value)
+    if number - number != 0:  # infinity (also from overflow) or NaN
+        msg = f"not a finite number: {value!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _timestamp_converter() -> _Converter:  # noqa: C901 - one function keeps the hot path flat
+    """Return a converter from timestamp text to the canonical RFC 3339 UTC string.
+
+    The common shapes (epoch ms, `YYYY-MM-DD HH:MM:SS`, `MM-DD-YYYY HH:MM:SS`) take fast paths
+    that validate with `datetime` and build the result from strings; the rest go through
+    `_parse_iso`. A bounded cache maps epoch days to their date prefix.
+    """
+    day_prefixes: dict[int, str] = {}
+    minutes, seconds, millis = _MINUTES, _SECONDS, _MILLIS
+    fromisoformat = dt.datetime.fromisoformat
+
+    def convert(value: str) -> str | None:
+        if value.isdigit() and value.isascii():
+            size = len(value)
+            if size in {12, 13}:
+                epoch_ms = int(value)
+            elif size in {9, 10}:
+                epoch_ms = int(value) * 1000
+            else:
+                msg = f"epoch value {value!r} is neither 12-13 digit ms nor 9-10 digit seconds"
+                raise ValueError(msg)
+            days, of_day = divmod(epoch_ms, _MS_PER_DAY)
+            date = day_prefixes.get(days)
+            if date is None:
+                if len(day_prefixes) >= _DAY_CACHE_SIZE:
+                    day_prefixes.clear()
+                date = dt.date.fromordinal(_UNIX_EPOCH_ORDINAL + days).isoformat() + "T"
+                day_prefixes[days] = date
+            minute, of_minute = divmod(of_day, 60_000)
+            second, milli = divmod(of_minute, 1000)
+            return f"{date}{minutes[minute]}{seconds[second]}{millis[milli]}"
+        if not value:
+            return None
+        if len(value) == 19 and value[13] == ":" and value[16] == ":":  # noqa: PLR2004
+            if value[4] == "-" and value[7] == "-" and value[10] in " T":
+                fromisoformat(value)  # validates the digits and ranges
+                return f"{value[:10]}T{value[11:]}Z"
+            if value[2] == "-" and value[5] == "-" and value[10] == " ":
+                iso = f"{value[6:10]}-{value[:2]}-{value[3:5]}T{value[11:]}"
+                fromisoformat(iso)
+                return iso + "Z"
+        return _format_datetime(_parse_iso(value))
+
+    return convert
+
+
+_fromisoformat = dt.datetime.fromisoformat
+
+
+def _parse_iso(value: str) -> dt.datetime:
+    """Parse RFC 3339-like text (`T` or space, optional seconds, fraction, offset) to naive UTC.
+
+    `datetime.fromisoformat` alone would also take any separator character, week dates and
+    sub-microsecond digits (which it drops), so the shape is checked first.
+    """
+    if _ISO_RE.fullmatch(value) is None:
+        msg = f"not a timestamp this tap reads: {value!r}"
+        raise ValueError(msg)
+    parsed = _fromisoformat(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _format_datetime(moment: dt.datetime) -> str:
+    """Format a naive UTC datetime in the canonical form (see `CsvDecoder`)."""
+    micro = moment.microsecond
+    if not micro:
+        return moment.isoformat(timespec="seconds") + "Z"
+    if micro % 1000 == 0:
+        return moment.isoformat(timespec="milliseconds") + "Z"
+    return moment.isoformat(timespec="microseconds") + "Z"
+
+
+def reference_rows(data: bytes, column_types: Mapping[str, ColumnType]) -> list[dict[str, t.Any]]:
+    """Decode a whole file the plain way, to check `CsvDecoder` against it in tests.
+
+    It shares no parsing or conversion code with the fast path: a character-by-character RFC 4180
+    parser, and one plain function per type. It holds everything in memory; never use it on
+    real exports.
+
+    Args:
+        data: the file's bytes, gzip-compressed or not.
+        column_types: declared column name -> type.
+
+    Returns:
+        The rows `CsvDecoder.rows` yields for the same input.
+
+    Raises:
+        MalformedCSVError: the file is not CSV that can be read without guessing.
+        DownloadIncompleteError: the gzip stream is truncated or corrupt.
+    """
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            msg = f"broken gzip: {exc}"
+            raise DownloadIncompleteError(msg) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        msg = f"invalid UTF-8: {exc}"
+        raise MalformedCSVError(msg) from exc
+    records = [record for record in _reference_parse(text) if record != []]
+    if not records:
+        return []
+    header = records[0]
+    if len(set(header)) != len(header):
+        msg = "duplicate column names"
+        raise MalformedCSVError(msg)
+    rows = []
+    for record in records[1:]:
+        if len(record) != len(header):
+            msg = f"{len(record)} fields, header has {len(header)}"
+            raise MalformedCSVError(msg)
+        rows.append(_reference_row(header, record, column_types))
+    return rows
+
+
+def _reference_row(
+    header: list[str], record: list[str], column_types: Mapping[str, ColumnType]
+) -> dict[str, t.Any]:
+    """Type one record."""
+    row: dict[str, t.Any] = {}
+    extra_columns = {}
+    invalid_values = {}
+    for name, value in zip(header, record, strict=True):
+        if name not in column_types:
+            extra_columns[name] = value
+        elif column_types[name] == "string":
+            row[name] = value
+        elif value == "":
+            row[name] = None
+        else:
+            try:
+                row[name] = _reference_convert(column_types[name], value)
+            except ValueError:
+                row[name] = None
+                invalid_values[name] = value
+    if any(name not in column_types for name in header):
+        row[EXTRA_COLUMNS_KEY] = extra_columns
+    if invalid_values:
+        row[INVALID_VALUES_KEY] = invalid_values
+    return row
+
+
+def _reference_parse(text: str) -> list[list[str]]:  # noqa: C901, PLR0912, PLR0915 - plain on purpose
+    """Split CSV text into records; an empty line gives []."""
+    records: list[list[str]] = []
+    record: list[str] = []
+    field = ""
+    in_quotes = False
+    field_was_quoted = False
+    line_has_content = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if in_quotes:
+            if char == '"':
+                if text[i + 1 : i + 2] == '"':
+                    field += '"'
+                    i += 1
+                else:
+                    in_quotes = False
+            else:
+                field += char
+        elif char == '"':
+            if field or field_was_quoted:
+                msg = "quote inside an unquoted field"
+                raise MalformedCSVError(msg)
+            in_quotes = True
+            field_was_quoted = True
+            line_has_content = True
+        elif char == ",":
+            record.append(field)
+            field = ""
+            field_was_quoted = False
+            line_has_content = True
+        elif char in "\r\n":
+            if char == "\r" and text[i + 1 : i + 2] not in {"\n", ""}:
+                msg = "lone CR outside quotes"
+                raise MalformedCSVError(msg)
+            if char == "\r":
+                i += 1
+            if line_has_content:
+                record.append(field)
+            records.append(record)
+            record, field, field_was_quoted, line_has_content = [], "", False, False
+        elif field_was_quoted:
+            msg = "text after a closing quote"
+            raise MalformedCSVError(msg)
+        else:
+            field += char
+            line_has_content = True
+        i += 1
+    if in_quotes:
+        msg = "unterminated quoted field"
+        raise MalformedCSVError(msg)
+    if line_has_content:
+        record.append(field)
+        records.append(record)
+    return records
+
+
+def _reference_convert(column_type: ColumnType, value: str) -> t.Any:  # noqa: ANN401
+    """Convert one non-empty value; ValueError when it does not convert."""
+    if column_type == "integer":
+        if re.fullmatch(r"[+-]?[0-9]+", value) is None:
+            raise ValueError(value)
+        return int(value)
+    if column_type == "number":
+        if re.fullmatch(r"[+-]?[0-9]+", value) is not None:
+            return int(value)
+        if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", value) is None:
+            raise ValueError(value)
+        number = float(value)
+        if number in {float("inf"), float("-inf")}:
+            raise ValueError(value)
+        return number
+    if column_type == "boolean":
+        words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+        if value.lower() not in words:
+            raise ValueError(value)
+        return words[value.lower()]
+    return _reference_timestamp(value)
+
+
+def _reference_timestamp(value: str) -> str:
+    """Convert timestamp text to the canonical RFC 3339 UTC form."""
+    if re.fullmatch(r"[0-9]{12,13}", value):
+        moment = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(value))  # noqa: DTZ001
+    elif re.fullmatch(r"[0-9]{9,10}", value):
+        moment = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(value))  # noqa: DTZ001
+    elif match := re.fullmatch(r"([0-9]{2})-([0-9]{2})-([0-9]{4}) ([0-9:]{8})", value):
+        month, day, year, time = match.groups()
+        moment = dt.datetime.strptime(f"{year}-{month}-{day} {time}", "%Y-%m-%d %H:%M:%S")  # noqa: DTZ007
+    else:
+        moment = _parse_iso(value)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond % 1000:
+        text += f".{moment.microsecond:06d}"
+    elif moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"

@@ -21,7 +21,6 @@ from tap_linkedin_crm.errors import (
     DownloadExpiredError,
     DownloadIncompleteError,
     JobGoneError,
-    LinkedInCRMError,
 )
 
 if t.TYPE_CHECKING:
@@ -212,26 +211,23 @@ class ExportDownloader:
         size = response.headers.get("Content-Length")
         started = last_report = time.monotonic()
         row_number = position.rows_done
-        try:
-            for row in decoder.rows(t.cast("t.IO[bytes]", reader), skip_rows=position.rows_done):
-                row_number += 1
-                position.rows_done = row_number
-                yield index, row_number, row
-                if not row_number & 0x3FFF:
-                    now = time.monotonic()
-                    if now - last_report >= PROGRESS_EVERY_SECONDS:
-                        last_report = now
-                        LOGGER.info(
-                            "CRM instance %s: %s: %d rows, %.1f MB%s so far (%.0f rows/s).",
-                            export.urn,
-                            label,
-                            row_number,
-                            reader.bytes_read / 1e6,
-                            f" of {int(size) / 1e6:.1f} MB" if size else "",
-                            row_number / max(now - started, 1e-9),
-                        )
-        except LinkedInCRMError:
-            raise
+        for row in decoder.rows(t.cast("t.IO[bytes]", reader), skip_rows=position.rows_done):
+            row_number += 1
+            position.rows_done = row_number
+            yield index, row_number, row
+            if not row_number & 0x3FFF:
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_EVERY_SECONDS:
+                    last_report = now
+                    LOGGER.info(
+                        "CRM instance %s: %s: %d rows, %.1f MB%s so far (%.0f rows/s).",
+                        export.urn,
+                        label,
+                        row_number,
+                        reader.bytes_read / 1e6,
+                        f" of {int(size) / 1e6:.1f} MB" if size else "",
+                        row_number / max(now - started, 1e-9),
+                    )
         if decoder.header is not None:
             stats.header = decoder.header
             _log_drift(export.urn, label, decoder.header)
@@ -249,6 +245,8 @@ class ExportDownloader:
 
 
 def _log_drift(urn: str, label: str, header: HeaderInfo) -> None:
+    if not header.columns:
+        return
     if header.added:
         LOGGER.warning(
             "CRM instance %s: %s has columns not declared in column_types: %s; they are kept "

@@ -1,4 +1,4 @@
-"""The tap's exception tree: one base class, one subclass per thing a user must act on differently."""
+"""The tap's exception tree: a base class, and a subclass per thing a user acts on differently."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    """The app may not read this CRM instance (403): permission `r_sales_nav_validation` is missing."""
+    """The app may not read this CRM instance (403): `r_sales_nav_validation` is missing."""
 
 
 class NotFoundError(APIError):
@@ -33,7 +33,7 @@ class NotFoundError(APIError):
 
 
 class QuotaExceededError(APIError):
-    """LinkedIn's daily call quota is used up (429 `APPLICATION DAY limit`); it resets at UTC midnight."""
+    """LinkedIn's daily quota is spent (429 `APPLICATION DAY limit`); it resets at midnight UTC."""
 
 
 class RateLimitedError(APIError):
@@ -49,7 +49,7 @@ class DownloadExpiredError(APIError):
 
 
 class DownloadIncompleteError(LinkedInCRMError):
-    """A download ended early: connection reset, body shorter than Content-Length, or broken gzip."""
+    """A download ended early: connection reset, body shorter than its length, or broken gzip."""
 
 
 class MalformedCSVError(LinkedInCRMError):
@@ -70,3 +70,7 @@ class JobGoneError(LinkedInCRMError):
 
 class SyncInterruptedError(LinkedInCRMError):
     """SIGTERM or Ctrl-C arrived; the sync stopped at a clean point with a resumable state."""
+
+
+class SyncFailedError(LinkedInCRMError):
+    """Some CRM instances failed; the others were synced and their bookmarks moved."""

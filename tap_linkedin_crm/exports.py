@@ -9,6 +9,7 @@ is gone. Threads never touch Singer state: they only fill in `InstanceExport` ob
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -177,7 +178,7 @@ class ExportCoordinator:
         except (LinkedInCRMError, OSError, ValueError) as exc:
             export.error = exc
             LOGGER.error("CRM instance %s: %s", export.urn, exc)  # noqa: TRY400 - no traceback
-        except BaseException as exc:  # noqa: BLE001 - a worker must report, never die silently
+        except BaseException as exc:  # a worker must report, never die silently
             export.error = exc
             LOGGER.exception("CRM instance %s: unexpected error", export.urn)
         finally:
@@ -237,7 +238,9 @@ class ExportCoordinator:
             started = self.monotonic()
             last_status: list[str] = [export.job.status if export.job else ""]
 
-            def on_poll(job: ExportJob, polls: int, elapsed: float, last: list[str] = last_status) -> None:
+            def on_poll(
+                job: ExportJob, polls: int, elapsed: float, last: list[str] = last_status
+            ) -> None:
                 export.polls += 1
                 if job.status != last[0]:
                     last[0] = job.status
@@ -251,7 +254,7 @@ class ExportCoordinator:
                     )
 
             job = self.poller.wait(
-                lambda: self.client.get_crm_validation_job(export.urn, job_id),
+                functools.partial(self.client.get_crm_validation_job, export.urn, job_id),
                 started_at=started,
                 first=export.job,
                 on_poll=on_poll,

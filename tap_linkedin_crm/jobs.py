@@ -1,4 +1,4 @@
-"""Export job model and waiting policy: statuses, the job object, and a poller with an injected clock.
+"""Export job model and waiting policy: statuses, the job object, a poller with injected clock.
 
 Nothing here knows HTTP or Singer. The same model serves LinkedIn's CRM Data Validation exports
 (`jobId`, `downloadUrls`) and Sales Analytics exports (`id`, `downloadUrl`).
@@ -82,9 +82,11 @@ class ExportJob:
 
     @property
     def bookmark(self) -> int | None:
-        """Where the next export of this instance should start: `nextExportStartAt`, else the end."""
-        return self.next_export_start_at if self.next_export_start_at is not None else (
-            self.export_end_at
+        """Where the next export should start: `nextExportStartAt`, else `exportEndAt`."""
+        return (
+            self.next_export_start_at
+            if self.next_export_start_at is not None
+            else (self.export_end_at)
         )
 
     def urls_expired(self, now_ms: int, margin_ms: int = 0) -> bool:
@@ -93,7 +95,7 @@ class ExportJob:
 
     @classmethod
     def from_api(cls, payload: Mapping[str, t.Any], job_id: int | None = None) -> ExportJob:
-        """Build from a GET response body (CRM: `jobId`/`downloadUrls`; analytics: `id`/`downloadUrl`).
+        """Build from a GET body (CRM: `jobId`/`downloadUrls`; analytics: `id`/`downloadUrl`).
 
         Raises:
             ValueError: The body has no job id or status.

@@ -6,7 +6,9 @@ flag set by SIGTERM/Ctrl-C.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import signal
 import typing as t
 
 import requests
@@ -18,11 +20,13 @@ from tap_linkedin_crm.auth import (
 )
 from tap_linkedin_crm.client import LinkedInClient, redact_url
 from tap_linkedin_crm.downloads import ExportDownloader, Position
-from tap_linkedin_crm.exports import ExportCoordinator, ExportPlan, InstanceExport, now_ms
+from tap_linkedin_crm.exports import ExportCoordinator, ExportPlan, InstanceExport
 from tap_linkedin_crm.jobs import JobPoller, PollPolicy, Stopper
-from tap_linkedin_crm.streams import export_summary
+from tap_linkedin_crm.settings import MAX_LOOKBACK
 
 if t.TYPE_CHECKING:
+    from types import FrameType
+
     from tap_linkedin_crm.settings import Settings
 
 LOGGER = logging.getLogger("tap_linkedin_crm.run")
@@ -91,7 +95,9 @@ class ExportRun:
             sleep=self.stopper.sleep,
         )
 
-    def in_flight(self, export: InstanceExport, position: Position | None = None) -> dict[str, t.Any]:
+    def in_flight(
+        self, export: InstanceExport, position: Position | None = None
+    ) -> dict[str, t.Any]:
         """The state entry that lets the next run resume this export where it stopped."""
         entry: dict[str, t.Any] = {
             "jobId": export.job_id,
@@ -108,7 +114,7 @@ class ExportRun:
         self, export: InstanceExport, *, rows: int | None, byte_count: int | None
     ) -> dict[str, t.Any]:
         """The exports-stream record of a completed export."""
-        return export_summary(export, rows=rows, byte_count=byte_count, redact=redact_url)
+        return export_summary(export, rows=rows, byte_count=byte_count)
 
     def fail(self, urn: str, error: BaseException | None) -> None:
         """Remember that an instance failed; the run ends non-zero, naming it."""
@@ -120,6 +126,70 @@ class ExportRun:
         self.coordinator.join(timeout=2.0)
         self.session.close()
 
+    def default_start(self) -> int:
+        """`start_date`, or 30 days back (LinkedIn looks back at most 30 days anyway)."""
+        start = self.settings.start_date or (dt.datetime.now(tz=dt.UTC) - MAX_LOOKBACK)
+        return int(start.timestamp() * 1000)
+
+    def install_signal_handlers(self) -> dict[int, t.Any]:
+        """SIGTERM/SIGINT ask the run to stop at the next clean point (between two rows)."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
+            LOGGER.warning(
+                "Received signal %d: stopping at the next clean point and saving state.", signum
+            )
+            self.stopper.stop()
+
+        previous: dict[int, t.Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread: leave signals to the host program
+                continue
+        return previous
+
+    @staticmethod
+    def restore_signal_handlers(previous: dict[int, t.Any]) -> None:
+        """Put back the handlers `install_signal_handlers` replaced."""
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def ms_to_rfc3339(value: int | None) -> str | None:
+    """Epoch milliseconds as an RFC 3339 UTC string."""
+    if value is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def export_summary(
+    export: InstanceExport,
+    *,
+    rows: int | None,
+    byte_count: int | None,
+) -> dict[str, t.Any]:
+    """The exports-stream record of a completed export."""
+    job = export.job
+    assert job is not None  # noqa: S101
+    return {
+        "jobId": job.job_id,
+        "crmInstanceId": export.urn,
+        "status": job.status,
+        "exportStartAt": job.export_start_at,
+        "exportEndAt": job.export_end_at,
+        "nextExportStartAt": job.next_export_start_at,
+        "expireAt": job.expire_at,
+        "downloadUrls": [redact_url(u) for u in job.download_urls],
+        "fileCount": len(job.download_urls),
+        "rowCount": rows,
+        "byteCount": byte_count,
+        "attempts": export.attempt,
+        "polls": export.polls,
+        "createdAt": ms_to_rfc3339(export.created_at),
+        "completedAt": ms_to_rfc3339(export.completed_at),
+    }
+
 
 def plan_for(
     urn: str,
@@ -127,7 +197,7 @@ def plan_for(
     *,
     default_start: int,
 ) -> ExportPlan:
-    """Where an instance's export starts, from its state (bookmark, in-flight job) or the default."""
+    """Where an instance's export starts: its in-flight job, its bookmark, or the default."""
     in_flight = state.get("inFlightJob") or {}
     start = in_flight.get("exportStartAt")
     if start is None:
@@ -142,6 +212,3 @@ def plan_for(
         resume_attempt=int(in_flight.get("attempt", 1)),
         resume_created_at=in_flight.get("createdAt"),
     )
-
-
-__all__ = ["ExportRun", "now_ms", "plan_for"]

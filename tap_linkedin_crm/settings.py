@@ -1,4 +1,4 @@
-"""The tap's settings: the JSON schema users configure, and the validated, typed view the code reads."""
+"""The tap's settings: the JSON schema users configure, and the validated view the code reads."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, DEFAULT_COLUMN_TYPES, ColumnType
 
 DEFAULT_API_URL = "https://api.linkedin.com/v2"
-DEFAULT_TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"
+DEFAULT_TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"  # noqa: S105 - a URL
 MAX_LOOKBACK = dt.timedelta(days=30)
 
 #: `urn:li:crmInstance:(KEY,VALUE)`. LinkedIn documents DYNAMICS; SFDC is the Salesforce key.
@@ -87,21 +87,21 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "poll_interval",
-        th.NumberType(minimum=0.001),
+        th.NumberType(exclusive_minimum=0),
         default=30,
         title="Poll interval (s)",
         description="First wait between job status polls; it grows, with jitter, up to the cap.",
     ),
     th.Property(
         "poll_max_interval",
-        th.NumberType(minimum=0.001),
+        th.NumberType(exclusive_minimum=0),
         default=300,
         title="Poll interval cap (s)",
         description="Longest wait between two status polls of a job.",
     ),
     th.Property(
         "job_timeout",
-        th.NumberType(minimum=0.001),
+        th.NumberType(exclusive_minimum=0),
         default=10800,
         title="Job timeout (s)",
         description=(
@@ -118,7 +118,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "request_timeout",
-        th.NumberType(minimum=0.001),
+        th.NumberType(exclusive_minimum=0),
         default=300,
         title="Request timeout (s)",
         description="Timeout of each HTTP request (connect and each read).",
@@ -234,7 +234,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
+def load_settings(config: t.Mapping[str, t.Any]) -> Settings:  # noqa: C901 - a flat list of checks
     """Check the config beyond what JSON schema can say, and build `Settings`.
 
     Raises:

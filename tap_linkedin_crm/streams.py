@@ -14,23 +14,23 @@ The bookmark (`nextExportStartAt`) moves only once every row of a job was emitte
 
 from __future__ import annotations
 
-import datetime as dt
 import typing as t
 
 from singer_sdk import Stream
-from singer_sdk.helpers.types import Context
 
 from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, column_json_schema
+from tap_linkedin_crm.csv_decoding import INVALID_VALUES_KEY
 from tap_linkedin_crm.downloads import Position
-from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
+from tap_linkedin_crm.errors import LinkedInCRMError, SyncFailedError, SyncInterruptedError
+from tap_linkedin_crm.run import ExportRun, plan_for
+from tap_linkedin_crm.settings import load_settings
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator
 
     from singer_sdk import metrics
+    from singer_sdk.helpers.types import Context
 
-    from tap_linkedin_crm.exports import InstanceExport
-    from tap_linkedin_crm.run import ExportRun
     from tap_linkedin_crm.tap import TapLinkedInCRM
 
 INSTANCE_KEY = "crmInstanceId"
@@ -40,16 +40,8 @@ NEXT_START = "nextExportStartAt"
 STATE_EVERY_ROWS = 10_000
 
 
-def ms_to_rfc3339(value: int | None) -> str | None:
-    """Epoch milliseconds as an RFC 3339 UTC string."""
-    if value is None:
-        return None
-    stamp = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class CrmInstanceStream(Stream):
-    """Base of the streams: one partition per configured CRM instance."""
+    """Base of the streams: state is kept per CRM instance."""
 
     replication_key = "exportEndAt"
     is_sorted = True
@@ -60,77 +52,28 @@ class CrmInstanceStream(Stream):
         return t.cast("TapLinkedInCRM", self._tap)
 
     @property
-    def partitions(self) -> list[dict[str, t.Any]]:
-        """One partition per CRM instance in `crm_instance_ids`."""
-        return [{INSTANCE_KEY: str(urn)} for urn in self.config.get("crm_instance_ids") or []]
+    def run(self) -> ExportRun:
+        """The sync in progress.
+
+        Raises:
+            RuntimeError: Called outside a sync.
+        """
+        if self.tap.export_run is None:
+            msg = "no sync in progress"
+            raise RuntimeError(msg)
+        return self.tap.export_run
 
     def instance_state(self, urn: str) -> dict[str, t.Any]:
         """The mutable state partition of one instance."""
-        return self.get_context_state(Context({INSTANCE_KEY: urn}))
-
-
-class ExportsStream(CrmInstanceStream):
-    """One record per completed export job: its window, files, rows and timings."""
-
-    name = "crm_data_validation_exports"
-    primary_keys = ("jobId",)
-    schema: t.ClassVar[dict[str, t.Any]] = {  # type: ignore[misc]
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "jobId": {"type": "integer"},
-            INSTANCE_KEY: {"type": "string"},
-            "status": {"type": "string"},
-            "exportStartAt": {"type": ["integer", "null"]},
-            "exportEndAt": {"type": ["integer", "null"]},
-            "nextExportStartAt": {"type": ["integer", "null"]},
-            "expireAt": {"type": ["integer", "null"]},
-            "downloadUrls": {
-                "type": ["array", "null"],
-                "items": {"type": "string"},
-                "description": "File URLs with the signed query string removed.",
-            },
-            "fileCount": {"type": "integer"},
-            "rowCount": {
-                "type": ["integer", "null"],
-                "description": "Rows emitted; null when the records stream was not selected.",
-            },
-            "byteCount": {"type": ["integer", "null"]},
-            "attempts": {"type": "integer"},
-            "polls": {"type": "integer"},
-            "createdAt": {"type": ["string", "null"], "format": "date-time"},
-            "completedAt": {"type": ["string", "null"], "format": "date-time"},
-        },
-        "required": ["jobId", INSTANCE_KEY, "status"],
-    }
-
-    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
-        """The export summary of the instance, once its rows (if selected) were all emitted."""
-        if context is None:
-            return
-        urn = str(context[INSTANCE_KEY])
-        run = self.tap.export_run
-        summary = run.summaries.get(urn)
-        if summary is None and not run.records_selected:
-            summary = self._complete_without_rows(run, urn)
-        if summary is not None:
-            self.instance_state(urn)[NEXT_START] = (
-                summary["nextExportStartAt"] or summary["exportEndAt"]
-            )
-            yield summary
-
-    def _complete_without_rows(self, run: ExportRun, urn: str) -> dict[str, t.Any] | None:
-        """Only this stream is selected: the job's completion alone moves the bookmark."""
-        export = run.coordinator.result(urn)
-        if export.error is not None or export.job is None:
-            run.fail(urn, export.error)
-            return None
-        self.instance_state(urn).pop(IN_FLIGHT, None)
-        return run.summary(export, rows=None, byte_count=None)
+        return self.get_context_state({INSTANCE_KEY: urn})
 
 
 class RecordsStream(CrmInstanceStream):
-    """One record per CSV row: provenance fields, declared columns (typed), `extraColumns`."""
+    """One record per CSV row: provenance fields, declared columns (typed), `extraColumns`.
+
+    It drives the whole sync: it creates every instance's job up front, then, one instance at a
+    time, emits the rows and syncs its child, the exports stream, for that instance.
+    """
 
     name = "crm_data_validation_records"
     primary_keys = (INSTANCE_KEY, "jobId", "fileIndex", "rowNumber")
@@ -138,7 +81,12 @@ class RecordsStream(CrmInstanceStream):
     is_sorted = False
 
     @property
-    def schema(self) -> dict[str, t.Any]:  # type: ignore[override]
+    def partitions(self) -> list[dict[str, t.Any]]:
+        """One partition per CRM instance in `crm_instance_ids`."""
+        return [{INSTANCE_KEY: str(urn)} for urn in self.config.get("crm_instance_ids") or []]
+
+    @property
+    def schema(self) -> dict[str, t.Any]:
         """Provenance, then the declared columns (built-in and `column_types`), then extras."""
         properties: dict[str, t.Any] = {
             INSTANCE_KEY: {"type": "string"},
@@ -155,6 +103,11 @@ class RecordsStream(CrmInstanceStream):
             "additionalProperties": {"type": ["string", "null"]},
             "description": "CSV columns not declared in the schema, as strings.",
         }
+        properties[INVALID_VALUES_KEY] = {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": ["string", "null"]},
+            "description": "Raw text of declared columns whose value did not convert (then null).",
+        }
         return {
             "type": "object",
             "properties": properties,
@@ -170,43 +123,102 @@ class RecordsStream(CrmInstanceStream):
         msg = "RecordsStream emits through _sync_records"
         raise NotImplementedError(msg)
 
-    def _sync_records(  # type: ignore[override]
+    @property
+    def exports_stream(self) -> ExportsStream | None:
+        """The child stream, when it is selected."""
+        for child in self.child_streams:
+            if isinstance(child, ExportsStream) and child.selected:
+                return child
+        return None
+
+    def _sync_records(
         self,
         context: Context | None = None,
         *,
         write_messages: bool = True,
-    ) -> Iterator[dict[str, t.Any]]:
-        """Emit every instance's rows and write state at safe points.
+    ) -> t.Generator[dict[str, t.Any], t.Any, t.Any]:
+        """Run the sync: create all jobs, then emit each instance's rows and its summary.
 
         This replaces the SDK's loop because the bookmark belongs to the export job, not to any
         row value: it may move only after the last row of a job, and mid-file checkpoints must
         say exactly which rows were emitted.
+
+        Raises:
+            SyncFailedError: Some instances failed; the others were synced.
         """
-        run = self.tap.export_run
+        settings = load_settings(self.config)
+        run = ExportRun(settings, records_selected=self.selected)
+        self.tap.export_run = run
+        owner: CrmInstanceStream = self if self.selected else (self.exports_stream or self)
+        previous = run.install_signal_handlers()
+        urns = [i.urn for i in settings.instances]
+        if context:
+            urns = [str(context[INSTANCE_KEY])]
+        try:
+            run.start(
+                [
+                    plan_for(urn, owner.instance_state(urn), default_start=run.default_start())
+                    for urn in urns
+                ]
+            )
+            for export in run.coordinator.exports.values():
+                if export.job_id is not None:
+                    owner.instance_state(export.urn)[IN_FLIGHT] = run.in_flight(export)
+            self._write_state(force=True)
+            yield from self._sync_instances(run, urns, write_messages=write_messages)
+        finally:
+            run.close()
+            run.restore_signal_handlers(previous)
+            self.tap.export_run = None
+        if run.failures:
+            lines = [f"{urn}: {error}" for urn, error in run.failures.items()]
+            msg = (
+                f"{len(run.failures)} of {len(urns)} CRM instance(s) failed; their bookmarks were "
+                "not moved, the others were synced. " + " | ".join(lines)
+            )
+            raise SyncFailedError(msg)
+
+    def _sync_instances(
+        self, run: ExportRun, urns: list[str], *, write_messages: bool
+    ) -> Iterator[dict[str, t.Any]]:
         record_counter = self.get_record_counter()
         timer = self.get_sync_timer()
-        contexts: list[Mapping[str, t.Any]] = [context] if context else self.partitions
+        exports = self.exports_stream
         with record_counter, timer:
-            for partition in contexts:
-                urn = str(partition[INSTANCE_KEY])
-                record_counter.with_context(Context(partition))
-                state = self.instance_state(urn)
+            for urn in urns:
+                record_counter.with_context({INSTANCE_KEY: urn})
                 try:
-                    yield from self._sync_instance(
-                        run, urn, state, record_counter, write_messages=write_messages
-                    )
+                    if self.selected:
+                        yield from self._sync_instance(
+                            run, urn, record_counter, write_messages=write_messages
+                        )
+                    else:
+                        self._complete_without_rows(run, urn)
                 except SyncInterruptedError:
                     self._write_state(force=True)
                     raise
                 except LinkedInCRMError as exc:
                     run.fail(urn, exc)
+                else:
+                    if exports is not None:
+                        exports.sync({INSTANCE_KEY: urn})
                 self._write_state(force=True)
+
+    def _complete_without_rows(self, run: ExportRun, urn: str) -> None:
+        """Only the exports stream is selected: the job's completion alone moves its bookmark.
+
+        Raises:
+            BaseException: The instance's export failed (the worker's error).
+        """
+        export = run.coordinator.result(urn)
+        if export.error is not None:
+            raise export.error
+        run.summaries[urn] = run.summary(export, rows=None, byte_count=None)
 
     def _sync_instance(
         self,
         run: ExportRun,
         urn: str,
-        state: dict[str, t.Any],
         counter: metrics.Counter,
         *,
         write_messages: bool,
@@ -216,6 +228,7 @@ class RecordsStream(CrmInstanceStream):
             raise export.error
         job = export.job
         assert job is not None  # noqa: S101 - no error means completed
+        state = self.instance_state(urn)
         in_flight = state.get(IN_FLIGHT) or {}
         position = Position(job_id=job.job_id)
         if in_flight.get("jobId") == job.job_id:
@@ -274,26 +287,51 @@ class RecordsStream(CrmInstanceStream):
         self._write_state_message()
 
 
-def export_summary(
-    export: InstanceExport, *, rows: int | None, byte_count: int | None, redact: t.Any
-) -> dict[str, t.Any]:
-    """The exports-stream record of a completed export."""
-    job = export.job
-    assert job is not None  # noqa: S101
-    return {
-        "jobId": job.job_id,
-        INSTANCE_KEY: export.urn,
-        "status": job.status,
-        "exportStartAt": job.export_start_at,
-        "exportEndAt": job.export_end_at,
-        "nextExportStartAt": job.next_export_start_at,
-        "expireAt": job.expire_at,
-        "downloadUrls": [redact(u) for u in job.download_urls],
-        "fileCount": len(job.download_urls),
-        "rowCount": rows,
-        "byteCount": byte_count,
-        "attempts": export.attempt,
-        "polls": export.polls,
-        "createdAt": ms_to_rfc3339(export.created_at),
-        "completedAt": ms_to_rfc3339(export.completed_at),
+class ExportsStream(CrmInstanceStream):
+    """One record per completed export job: its window, files, rows and timings."""
+
+    name = "crm_data_validation_exports"
+    parent_stream_type = RecordsStream
+    primary_keys = ("jobId",)
+    schema: t.ClassVar[dict[str, t.Any]] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "jobId": {"type": "integer"},
+            INSTANCE_KEY: {"type": "string"},
+            "status": {"type": "string"},
+            "exportStartAt": {"type": ["integer", "null"]},
+            "exportEndAt": {"type": ["integer", "null"]},
+            "nextExportStartAt": {"type": ["integer", "null"]},
+            "expireAt": {"type": ["integer", "null"]},
+            "downloadUrls": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "File URLs with the signed query string removed.",
+            },
+            "fileCount": {"type": "integer"},
+            "rowCount": {
+                "type": ["integer", "null"],
+                "description": "Rows emitted; null when the records stream was not selected.",
+            },
+            "byteCount": {"type": ["integer", "null"]},
+            "attempts": {"type": "integer"},
+            "polls": {"type": "integer"},
+            "createdAt": {"type": ["string", "null"], "format": "date-time"},
+            "completedAt": {"type": ["string", "null"], "format": "date-time"},
+        },
+        "required": ["jobId", INSTANCE_KEY, "status"],
     }
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """The summary of the instance's export, once all its rows (if selected) were emitted."""
+        if context is None:
+            return
+        urn = str(context[INSTANCE_KEY])
+        summary = self.run.summaries.get(urn)
+        if summary is None:
+            return
+        state = self.instance_state(urn)
+        state.pop(IN_FLIGHT, None)
+        state[NEXT_START] = summary["nextExportStartAt"] or summary["exportEndAt"]
+        yield summary
