@@ -70,7 +70,12 @@ class TapLinkedInCRM(Tap):
                 "Sync interrupted; the last STATE message resumes it where it stopped."
             )
             raise SystemExit(EXIT_INTERRUPTED) from None
-        except (LinkedInCRMError, ConfigValidationError) as exc:
+        except ConfigValidationError as exc:
+            details = [e for e in exc.errors if e not in str(exc)]
+            LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+        except LinkedInCRMError as exc:
             LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
             sys.stderr.flush()
             raise SystemExit(1) from None

@@ -53,10 +53,14 @@ def parse_messages(stdout: str) -> list[dict[str, t.Any]]:
     return messages
 
 
-def tap_command(config_path: Path, state_path: Path | None = None) -> list[str]:
+def tap_command(
+    config_path: Path, state_path: Path | None = None, catalog_path: Path | None = None
+) -> list[str]:
     cmd = [sys.executable, "-m", "tap_linkedin_crm", "--config", str(config_path)]
     if state_path is not None:
         cmd += ["--state", str(state_path)]
+    if catalog_path is not None:
+        cmd += ["--catalog", str(catalog_path)]
     return cmd
 
 
@@ -81,18 +85,26 @@ def run_tap(tmp_path: Path) -> t.Callable[..., TapRun]:
         config: dict[str, t.Any],
         state: dict[str, t.Any] | None = None,
         *,
+        catalog: dict[str, t.Any] | None = None,
+        args: list[str] | None = None,
         timeout: float = 120,
     ) -> TapRun:
-        config_path, state_path = write_inputs(tmp_path, config, state, f"run{next(counter)}")
+        name = f"run{next(counter)}"
+        config_path, state_path = write_inputs(tmp_path, config, state, name)
+        catalog_path = None
+        if catalog is not None:
+            catalog_path = tmp_path / f"{name}-catalog.json"
+            catalog_path.write_text(json.dumps(catalog))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.run(
-            tap_command(config_path, state_path),
+            tap_command(config_path, state_path, catalog_path) + (args or []),
             capture_output=True,
             text=True,
             timeout=timeout,
             env=env,
             check=False,
         )
-        return TapRun(proc.returncode, proc.stdout, proc.stderr, parse_messages(proc.stdout))
+        messages = [] if args else parse_messages(proc.stdout)
+        return TapRun(proc.returncode, proc.stdout, proc.stderr, messages)
 
     return run

@@ -1,0 +1,216 @@
+"""The tap process end to end against the sandbox: records, schema, state, config errors."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+
+from tap_linkedin_crm.sandbox import (
+    DYNAMICS_INSTANCE,
+    SFDC_INSTANCE,
+    InstanceSpec,
+    Sandbox,
+    Scenario,
+)
+
+if t.TYPE_CHECKING:
+    from tests.conftest import TapRun
+
+RECORDS = "crm_data_validation_records"
+EXPORTS = "crm_data_validation_exports"
+RunTap = t.Callable[..., "TapRun"]
+
+
+def partitions(state: dict[str, t.Any], stream: str = RECORDS) -> dict[str, dict[str, t.Any]]:
+    return {
+        p["context"]["crmInstanceId"]: p
+        for p in state.get("bookmarks", {}).get(stream, {}).get("partitions", [])
+    }
+
+
+@pytest.fixture
+def sandbox() -> t.Iterator[Sandbox]:
+    scenario = Scenario(
+        instances={
+            DYNAMICS_INSTANCE: InstanceSpec(rows=250, files=3),
+            SFDC_INSTANCE: InstanceSpec(rows=120, files=2, gzip=True),
+        }
+    )
+    with Sandbox(scenario) as sb:
+        yield sb
+
+
+def test_given_two_instances_when_synced_then_every_row_typed_and_bookmarked(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    result = run_tap(sandbox.tap_config())
+    assert result.returncode == 0, result.stderr
+    rows = result.records(RECORDS)
+    exports = result.records(EXPORTS)
+    assert len(exports) == 2
+    for export in exports:
+        job_rows = [r for r in rows if r["jobId"] == export["jobId"]]
+        expected = sandbox.expected_rows(export["jobId"])
+        assert [r["crmRecordId"] for r in job_rows] == [e["crmRecordId"] for e in expected]
+        assert [r["email"] for r in job_rows] == [e["email"] for e in expected]
+        assert export["rowCount"] == len(expected)
+        assert export["fileCount"] == len(sandbox.jobs[export["jobId"]]["downloadUrls"])
+        assert all("x-li-ambry-ep" not in url for url in export["downloadUrls"])
+    sample = rows[0]
+    assert isinstance(sample["notAtCompany"], bool)
+    assert sample["flaggedAt"].endswith("Z")
+    assert "T" in sample["lastSyncedAt"]
+    assert sample["fileIndex"] == 0
+    assert sample["rowNumber"] == 1
+    keys = {(r["crmInstanceId"], r["jobId"], r["fileIndex"], r["rowNumber"]) for r in rows}
+    assert len(keys) == len(rows) == 370
+    state = partitions(result.final_state)
+    for export in exports:
+        entry = state[export["crmInstanceId"]]
+        assert entry["nextExportStartAt"] == export["nextExportStartAt"]
+        assert "inFlightJob" not in entry
+    assert "sandbox-secret" not in result.stdout + result.stderr
+
+
+def test_given_first_run_state_when_synced_again_then_jobs_start_at_bookmarks(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    first = run_tap(sandbox.tap_config())
+    assert first.returncode == 0, first.stderr
+    bookmarks = {
+        urn: p["nextExportStartAt"] for urn, p in partitions(first.final_state).items()
+    }
+    first_jobs = set(sandbox.jobs)
+    second = run_tap(sandbox.tap_config(), first.final_state)
+    assert second.returncode == 0, second.stderr
+    new_jobs = {i: j for i, j in sandbox.jobs.items() if i not in first_jobs}
+    assert len(new_jobs) == 2
+    for job in new_jobs.values():
+        assert job["exportStartAt"] == bookmarks[job["instance"]]
+    assert {r["jobId"] for r in second.records(RECORDS)} == set(new_jobs)
+
+
+def test_given_doc_sample_quirk_when_next_start_equals_start_then_bookmark_follows_api(
+    run_tap: RunTap,
+) -> None:
+    scenario = Scenario(
+        instances={DYNAMICS_INSTANCE: InstanceSpec(rows=3, files=1)}, next_export_start="start"
+    )
+    with Sandbox(scenario) as sb:
+        result = run_tap(sb.tap_config())
+        job = next(iter(sb.jobs.values()))
+    assert result.returncode == 0, result.stderr
+    assert partitions(result.final_state)[DYNAMICS_INSTANCE]["nextExportStartAt"] == (
+        job["exportStartAt"]
+    )
+
+
+def test_given_empty_export_when_synced_then_bookmark_still_advances(run_tap: RunTap) -> None:
+    scenario = Scenario(instances={SFDC_INSTANCE: InstanceSpec(rows=0, files=1)})
+    with Sandbox(scenario) as sb:
+        result = run_tap(sb.tap_config())
+        job = next(iter(sb.jobs.values()))
+    assert result.returncode == 0, result.stderr
+    assert result.records(RECORDS) == []
+    assert result.records(EXPORTS)[0]["rowCount"] == 0
+    assert partitions(result.final_state)[SFDC_INSTANCE]["nextExportStartAt"] == (
+        job["nextExportStartAt"]
+    )
+
+
+def test_given_start_date_when_first_synced_then_export_starts_there(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    start = "2026-11-20T00:00:00Z"
+    result = run_tap(sandbox.tap_config(start_date=start, crm_instance_ids=[SFDC_INSTANCE]))
+    assert result.returncode == 0, result.stderr
+    job = next(iter(sandbox.jobs.values()))
+    assert job["exportStartAt"] == 1795132800000
+
+
+def test_given_header_drift_and_column_types_when_synced_then_nothing_dropped(
+    run_tap: RunTap,
+) -> None:
+    scenario = Scenario(
+        instances={DYNAMICS_INSTANCE: InstanceSpec(rows=40, files=4, header_drift=True)}
+    )
+    with Sandbox(scenario) as sb:
+        config = sb.tap_config(column_types={"flaggedAt": "integer"})
+        result = run_tap(config)
+        job_id = next(iter(sb.jobs))
+        expected = sb.expected_rows(job_id)
+    assert result.returncode == 0, result.stderr
+    rows = result.records(RECORDS)
+    assert len(rows) == len(expected)
+    for row, raw in zip(rows, expected, strict=True):
+        assert row["flaggedAt"] == int(raw["flaggedAt"])
+        for column, value in raw.items():
+            if column not in row or row[column] is None:
+                assert (row.get("extraColumns") or {}).get(column) == value or value == ""
+    assert any((r.get("extraColumns") or {}).get("territory") for r in rows)
+    assert "territory" in result.stderr
+
+
+def test_given_only_exports_selected_when_synced_then_summaries_and_bookmark_without_rows(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    discovered = run_tap(sandbox.tap_config(), args=["--discover"])
+    catalog = json.loads(discovered.stdout)
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] == EXPORTS
+    result = run_tap(sandbox.tap_config(), catalog=catalog)
+    assert result.returncode == 0, result.stderr
+    assert result.records(RECORDS) == []
+    exports = result.records(EXPORTS)
+    assert len(exports) == 2
+    assert all(e["rowCount"] is None for e in exports)
+    assert not [r for r in sandbox.requests if r.endpoint == "download"]
+    state = partitions(result.final_state, EXPORTS)
+    assert {e["crmInstanceId"]: e["nextExportStartAt"] for e in exports} == {
+        urn: p["nextExportStartAt"] for urn, p in state.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"crm_instance_ids": ["urn:li:crmInstance:(ORACLE,1)"]}, "Unknown CRM key 'ORACLE'"),
+        ({"crm_instance_ids": ["not-a-urn"]}, "Invalid CRM instance URN 'not-a-urn'"),
+        ({"client_secret": None}, "Set both client_id and client_secret"),
+        ({"poll_interval": -1}, "poll_interval"),
+        ({"job_max_attempts": "three"}, "job_max_attempts"),
+        ({"column_types": {"flaggedAt": "datetime"}}, "column_types"),
+    ],
+)
+def test_given_bad_config_when_run_then_exit_1_with_clear_error_and_no_http(
+    sandbox: Sandbox, run_tap: RunTap, overrides: dict[str, t.Any], expected: str
+) -> None:
+    config = {k: v for k, v in {**sandbox.tap_config(), **overrides}.items() if v is not None}
+    result = run_tap(config)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sandbox.requests == []
+
+
+def test_given_refused_client_when_run_then_exit_1_without_secret(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    result = run_tap(sandbox.tap_config(client_secret="definitely-wrong-secret"))
+    assert result.returncode == 1
+    assert "refused the client credentials" in result.stderr
+    assert "definitely-wrong-secret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_given_about_when_asked_then_capabilities_listed(run_tap: RunTap) -> None:
+    result = run_tap({}, args=["--about", "--format=json"])
+    about = json.loads(result.stdout)
+    assert sorted(about["capabilities"]) == sorted(
+        ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"]
+    )
+    assert "crm_instance_ids" in about["settings"]["properties"]
