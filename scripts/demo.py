@@ -1,0 +1,243 @@
+# ruff: noqa: S608 - the SQL is built from this module's constants only, never from input.
+"""`make demo`: the bundled sandbox -> `meltano run tap-linkedin-crm target-duckdb` -> what landed.
+
+Starts the LinkedIn sandbox in-process on a free port (the `demo` scenario: two CRM instances, one
+rate-limited poll and one 503 on a download, both retried), points Meltano's `sandbox` environment
+at it through TAP_LINKEDIN_CRM_API_URL / TAP_LINKEDIN_CRM_TOKEN_URL, runs the pipeline, stops the
+sandbox, and prints the streams and row counts, the bookmark per CRM instance (from Meltano's
+state) and five flagged records (from the DuckDB file). Every run starts from a clean state and an
+empty database, so it always shows a first sync. Needs `make meltano` (the Makefile does it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import typing as t
+from pathlib import Path
+
+from tap_linkedin_crm.sandbox import Sandbox
+from tap_linkedin_crm.sandbox.cli import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
+DUCKDB_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
+OUTPUT = ROOT / "output"
+DATABASE = OUTPUT / "warehouse.duckdb"
+LOG = OUTPUT / "demo-meltano.log"
+STATE_ID = "sandbox:tap-linkedin-crm-to-target-duckdb"
+SCHEMA = "linkedin_crm"
+#: A line the tap logged, as Meltano prints it: `<time> [info     ] tap-linkedin-crm <message>`.
+TAP_LINE = re.compile(r"\]\s+tap-linkedin-crm\s+(?P<message>.*)$")
+STREAMS = ("crm_data_validation_records", "crm_data_validation_exports")
+
+_QUERY = """
+import json, sys
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+out = {}
+for name, sql in json.loads(sys.argv[2]).items():
+    rel = con.sql(sql)
+    out[name] = {"columns": rel.columns, "rows": [list(r) for r in rel.fetchall()]}
+print(json.dumps(out, default=str))
+"""
+
+
+def meltano_env(sb: Sandbox) -> dict[str, str]:
+    """Meltano's environment: the sandbox environment, pointed at this sandbox's port."""
+    prefixes = ("TAP_LINKEDIN_CRM_", "TARGET_DUCKDB_", "MELTANO_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(
+        MELTANO_CLI_DISABLE_VERSION_CHECK="true",
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        MELTANO_ENVIRONMENT="sandbox",
+        TAP_LINKEDIN_CRM_API_URL=sb.api_url,
+        TAP_LINKEDIN_CRM_TOKEN_URL=sb.token_url,
+        TAP_LINKEDIN_CRM_CRM_INSTANCE_IDS=json.dumps(list(sb.scenario.instances)),
+        TARGET_DUCKDB_FILEPATH=str(DATABASE),
+    )
+    return env
+
+
+def progress_line(line: str) -> str | None:
+    """The tap's own progress messages from Meltano's log, without Meltano's prefix."""
+    match = TAP_LINE.search(line)
+    if match is None or "METRIC" in line:
+        return None
+    message = match.group("message").strip()
+    keep = ("CRM instance", "summary", "Summary", "WARNING", "ERROR", "retry", "Retry")
+    if message.startswith(("CRM instance", "Sync")) or any(k in message for k in keep):
+        return message
+    return None
+
+
+def run_pipeline(env: dict[str, str]) -> int:
+    """`meltano run tap-linkedin-crm target-duckdb`, echoing the tap's progress lines."""
+    cmd = [str(MELTANO), "run", "tap-linkedin-crm", "target-duckdb"]
+    print(f"$ meltano --environment=sandbox run tap-linkedin-crm target-duckdb   (log: {LOG})")
+    with LOG.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None  # noqa: S101 - Popen with PIPE
+        for line in proc.stdout:
+            log.write(line)
+            if (message := progress_line(line)) is not None:
+                print(f"  {message}")
+            elif "Block run completed" in line or "[error" in line:
+                print(f"  meltano: {line.split(']', 1)[-1].strip()}")
+        return proc.wait()
+
+
+def query(queries: dict[str, str]) -> dict[str, dict[str, t.Any]]:
+    """Read-only SQL on the demo database with target-duckdb's own (pinned) duckdb."""
+    proc = subprocess.run(
+        [str(DUCKDB_PYTHON), "-c", _QUERY, str(DATABASE), json.dumps(queries)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return t.cast("dict[str, dict[str, t.Any]]", json.loads(proc.stdout))
+
+
+def ms_to_iso(value: int | None) -> str:
+    """Epoch milliseconds as a readable UTC time."""
+    if value is None:
+        return "-"
+    stamp = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def cell(value: object, width: int) -> str:
+    """One table cell: control characters made visible, long values cut."""
+    text = "" if value is None else str(value)
+    text = text.replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[object]], widths: list[int]) -> str:
+    """A plain-text table."""
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines.extend(
+        "  ".join(cell(v, w).ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows
+    )
+    return "\n".join(("  " + line).rstrip() for line in lines)
+
+
+def meltano_state(env: dict[str, str]) -> dict[str, t.Any]:
+    """What Meltano stored for the demo's pipeline."""
+    proc = subprocess.run(
+        [str(MELTANO), "state", "get", STATE_ID],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return t.cast("dict[str, t.Any]", json.loads(proc.stdout or "{}"))
+
+
+def report(env: dict[str, t.Any]) -> None:
+    """Print streams and row counts, bookmarks and a sample of flagged records."""
+    records, exports = (f"{SCHEMA}.{s}" for s in STREAMS)
+    landed = query(
+        {
+            "records": f"select crmInstanceId, count(*), count(distinct jobId) from {records} "
+            "group by 1 order by 1",
+            "exports": f"select count(*) from {exports}",
+            "flagged": "select firstName, lastName, crmCompanyName, linkedInCompanyName, "
+            "strftime(flaggedAt, '%Y-%m-%d %H:%M:%SZ') "
+            f"from {records} where notAtCompany order by flaggedAt desc limit 5",
+        }
+    )
+    per_instance = landed["records"]["rows"]
+    total = sum(row[1] for row in per_instance)
+    print("\nStreams that landed in", DATABASE.relative_to(ROOT), f"(schema {SCHEMA}):")
+    print(
+        table(
+            ["stream", "rows"],
+            [
+                [STREAMS[0], total],
+                [STREAMS[1], landed["exports"]["rows"][0][0]],
+            ],
+            [30, 6],
+        )
+    )
+    print(f"\n{STREAMS[0]} per CRM instance:")
+    print(table(["CRM instance", "rows", "jobs"], per_instance, [68, 6, 4]))
+
+    state = meltano_state(env).get("singer_state", {})
+    partitions = state.get("bookmarks", {}).get(STREAMS[0], {}).get("partitions", [])
+    print(f"\nBookmarks (meltano state get {STATE_ID}):")
+    print(
+        table(
+            ["CRM instance", "nextExportStartAt", "as UTC"],
+            [
+                [
+                    p["context"]["crmInstanceId"],
+                    p.get("nextExportStartAt"),
+                    ms_to_iso(p.get("nextExportStartAt")),
+                ]
+                for p in partitions
+            ],
+            [68, 17, 24],
+        )
+    )
+    print("\nFive flagged records (notAtCompany = true, newest first):")
+    print(
+        table(
+            ["first name", "last name", "CRM company", "LinkedIn company", "flaggedAt"],
+            landed["flagged"]["rows"],
+            [14, 16, 22, 22, 20],
+        )
+    )
+
+
+def main() -> int:
+    """Run the demo.
+
+    Returns:
+        The exit status: 0 when the pipeline ran, else Meltano's.
+    """
+    for path in (MELTANO, DUCKDB_PYTHON):
+        if not path.exists():
+            print(f"{path} is missing: run `make demo` (it installs Meltano and its plugins).")
+            return 2
+    OUTPUT.mkdir(exist_ok=True)
+    DATABASE.unlink(missing_ok=True)
+    started = time.monotonic()
+    with Sandbox(load_scenario("demo"), port=0) as sb:
+        print(f"LinkedIn sandbox listening on {sb.base_url} (scenario: demo)")
+        env = meltano_env(sb)
+        subprocess.run(
+            [str(MELTANO), "state", "clear", "--force", STATE_ID],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+        status = run_pipeline(env)
+        jobs = sb.jobs
+    print(f"Sandbox stopped; {len(jobs)} export job(s) served.")
+    if status != 0:
+        print(f"meltano run failed (exit {status}); see {LOG}.")
+        return status
+    report(env)
+    print(f"\nDone in {time.monotonic() - started:.1f} s. Next: `make test`; the data is in")
+    print(f"{DATABASE.relative_to(ROOT)} (tables {SCHEMA}.<stream>, DuckDB 1.2.2 format).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
