@@ -50,7 +50,7 @@ def test_wheel_has_the_package_data_and_metadata_a_published_tap_has(
     assert "tap_linkedin_crm/py.typed" in names
     assert "tap_linkedin_crm/sandbox/scenarios/demo.json" in names
     assert not any(n.startswith("tests/") for n in names)
-    for field in ("License-Expression: Apache-2.0", "Requires-Python: >=3.11", "Project-URL:"):
+    for field in ("License-Expression: MIT", "Requires-Python: >=3.11", "Project-URL:"):
         assert field in metadata, field
     assert "Classifier: Typing :: Typed" in metadata
     assert "tap-linkedin-crm = tap_linkedin_crm.tap:TapLinkedInCRM.cli" in entry_points
@@ -60,7 +60,7 @@ def test_wheel_has_the_package_data_and_metadata_a_published_tap_has(
 def test_sdist_carries_the_project_files(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    for name in ("README.md", "meltano.yml", "catalog.json", "pyproject.toml", "Makefile"):
+    for name in ("README.md", "LICENSE", "meltano.yml", "catalog.json", "pyproject.toml", "Makefile"):
         assert name in names, name
     assert "tap_linkedin_crm/tap.py" in names
 
