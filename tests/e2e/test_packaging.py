@@ -60,7 +60,14 @@ def test_wheel_has_the_package_data_and_metadata_a_published_tap_has(
 def test_sdist_carries_the_project_files(dist: dict[str, Path]) -> None:
     with tarfile.open(dist["sdist"]) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    for name in ("README.md", "LICENSE", "meltano.yml", "catalog.json", "pyproject.toml", "Makefile"):
+    for name in (
+        "README.md",
+        "LICENSE",
+        "meltano.yml",
+        "catalog.json",
+        "pyproject.toml",
+        "Makefile",
+    ):
         assert name in names, name
     assert "tap_linkedin_crm/tap.py" in names
 
