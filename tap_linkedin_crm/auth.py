@@ -12,7 +12,7 @@ import typing as t
 
 import requests
 
-from tap_linkedin_crm.errors import AuthenticationError, ServerError
+from tap_linkedin_crm.errors import AuthenticationError, RateLimitedError, ServerError
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -98,7 +98,8 @@ class ClientCredentialsTokenProvider:
 
         Raises:
             AuthenticationError: The client was refused.
-            ServerError: The token endpoint failed or was unreachable.
+            ServerError: The token endpoint failed or was unreachable (worth retrying).
+            RateLimitedError: The token endpoint answered 429 (worth retrying later).
         """
         try:
             response = self._session.post(
@@ -118,6 +119,9 @@ class ClientCredentialsTokenProvider:
             if response.status_code >= 500:  # noqa: PLR2004
                 msg = f"The LinkedIn token endpoint failed with HTTP {response.status_code}."
                 raise ServerError(msg, status=response.status_code)
+            if response.status_code == 429:  # noqa: PLR2004
+                msg = "The LinkedIn token endpoint is rate limiting (HTTP 429)."
+                raise RateLimitedError(msg, status=429)
             body = _json_or_empty(response)
             if response.status_code != 200 or not body.get("access_token"):  # noqa: PLR2004
                 reason = body.get("error_description") or body.get("error") or "no token returned"

@@ -1,9 +1,11 @@
 """HTTP client for LinkedIn's export job endpoints: requests, retries, errors. No Singer here.
 
-Retries cover connection errors, 5xx and 429 (honouring `Retry-After`); LinkedIn's daily quota 429
-gives up after a couple of tries, since it resets only at UTC midnight. A 401 for an expired token
-renews the token once. URLs are logged without their query string (download URLs carry a signed
-token there), and the Authorization header goes only to the API host and LinkedIn hosts.
+Retries cover connection errors, bodies cut short, 5xx and 429 (honouring `Retry-After`), including
+those of the token endpoint. LinkedIn's daily quota 429 gives up after a couple of tries, since it
+resets only at UTC midnight, and then no further API call is made in this run (downloads, which do
+not count against it, go on). A 401 for an expired token renews the token once. URLs are logged
+without their query string (download URLs carry a signed token there), and the Authorization header
+goes only to the API's origin and to https LinkedIn hosts.
 """
 
 from __future__ import annotations
@@ -46,6 +48,13 @@ QUOTA_MAX_TRIES = 3
 #: Longest `Retry-After` honoured as given; longer ones are capped (and logged).
 MAX_RETRY_AFTER_SECONDS = 900.0
 MAX_BACKOFF_SECONDS = 60.0
+#: Transport failures worth another try: no answer, or an answer whose body was cut short.
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 def redact_url(url: str) -> str:
@@ -69,8 +78,12 @@ class LinkedInClient:
         linkedin_version: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        retry_delay: float = 1.0,
     ) -> None:
-        """Keep the connection settings; `sleep` is injected so tests and SIGTERM can cut waits."""
+        """Keep the connection settings; `sleep` is injected so tests and SIGTERM can cut waits.
+
+        `retry_delay` is the first backoff wait (`request_retry_delay`); it doubles per retry.
+        """
         self.api_url = api_url.rstrip("/")
         self.tokens = tokens
         self.session = session or requests.Session()
@@ -79,9 +92,14 @@ class LinkedInClient:
         self.linkedin_version = linkedin_version
         self.sleep = sleep
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not security
-        self._api_host = (urllib.parse.urlsplit(self.api_url).hostname or "").lower()
+        self.retry_delay = retry_delay
+        self._api_origin = _origin(self.api_url)
         self._lock = threading.Lock()
         self.calls = 0
+        # Daily-quota 429s seen since the last API success, across threads; at QUOTA_MAX_TRIES
+        # the quota counts as spent and no further API call is made.
+        self._quota_hits = 0
+        self._quota_spent = False
 
     # Export job endpoints -----------------------------------------------------------------
 
@@ -150,9 +168,27 @@ class LinkedInClient:
 
     # Plumbing -----------------------------------------------------------------------------
 
+    def backoff_delays(self) -> Iterator[float]:
+        """Waits between retries: `retry_delay`, then about twice as long each time, capped."""
+        return _backoff_delays(self.rng, first=self.retry_delay)
+
     def _may_authorize(self, url: str) -> bool:
-        host = (urllib.parse.urlsplit(url).hostname or "").lower()
-        return host in {self._api_host, "linkedin.com"} or host.endswith(".linkedin.com")
+        """Whether `url` may see the bearer token: the API's own origin, or https LinkedIn hosts."""
+        origin = _origin(url)
+        if origin is not None and origin == self._api_origin:
+            return True
+        parts = urllib.parse.urlsplit(url)
+        host = (parts.hostname or "").lower()
+        linkedin = host == "linkedin.com" or host.endswith(".linkedin.com")
+        return parts.scheme == "https" and linkedin
+
+    def _spend_quota_try(self) -> bool:
+        """Count one daily-quota 429; True once the quota counts as spent for this run."""
+        with self._lock:
+            self._quota_hits += 1
+            if self._quota_hits >= QUOTA_MAX_TRIES:
+                self._quota_spent = True
+            return self._quota_spent
 
     def _headers(self, *, authorize: bool) -> tuple[dict[str, str], str | None]:
         headers = {"X-Restli-Protocol-Version": "2.0.0", "Accept": "application/json"}
@@ -182,19 +218,33 @@ class LinkedInClient:
             RateLimitedError: 429s outlived the retries.
             AuthenticationError: 401 and the token could not be renewed.
         """
-        delays = _backoff_delays(self.rng)
+        delays = self.backoff_delays()
         failures = 0
-        quota_hits = 0
         renewed = False
+        api_call = url.startswith(self.api_url)
         while True:
-            headers, token = self._headers(authorize=authorize)
+            if api_call and self._quota_spent:
+                msg = (
+                    f"Not trying to {what}: LinkedIn's daily API quota was used up earlier in this "
+                    "run (429 APPLICATION DAY limit). It resets at midnight UTC; run the sync "
+                    "again after that. Bookmarks were not moved."
+                )
+                raise QuotaExceededError(msg, status=429)
+            try:
+                headers, token = self._headers(authorize=authorize)
+            except (ServerError, RateLimitedError) as exc:
+                failures += 1
+                if failures > self.max_retries:
+                    raise
+                self._wait(next(delays), what, f"No access token ({exc})")
+                continue
             with self._lock:
                 self.calls += 1
             try:
                 response = self.session.request(
                     method, url, headers=headers, json=json, stream=stream, timeout=self.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except TRANSIENT_ERRORS as exc:
                 failures += 1
                 if failures > self.max_retries:
                     msg = (
@@ -222,23 +272,24 @@ class LinkedInClient:
                 body = _error_body(response)
                 retry_after = _retry_after(response)
                 response.close()
+                delay = next(delays)
                 if "DAY limit" in str(body.get("message", "")):
-                    quota_hits += 1
-                    if quota_hits >= QUOTA_MAX_TRIES:
+                    if self._spend_quota_try():
                         msg = (
                             f"LinkedIn's daily API quota is used up (429 APPLICATION DAY limit, "
-                            f"{quota_hits} tries) while trying to {what}. It resets at midnight "
-                            "UTC; run the sync again after that. Bookmarks were not moved."
+                            f"{QUOTA_MAX_TRIES} tries) while trying to {what}. It resets at "
+                            "midnight UTC; run the sync again after that. Bookmarks were not moved."
                         )
                         raise QuotaExceededError(msg, status=429)
+                    # Waiting hours for the reset is pointless: a short pause, then give up.
+                    delay = min(delay if retry_after is None else retry_after, MAX_BACKOFF_SECONDS)
                 else:
                     failures += 1
                     if failures > self.max_retries:
                         msg = f"Still rate limited (HTTP 429) after {failures} tries to {what}."
                         raise RateLimitedError(msg, status=429)
-                delay = next(delays)
-                if retry_after is not None:
-                    delay = min(retry_after, MAX_RETRY_AFTER_SECONDS)
+                    if retry_after is not None:
+                        delay = min(retry_after, MAX_RETRY_AFTER_SECONDS)
                 self._wait(delay, what, "HTTP 429")
                 continue
             if status in RETRIABLE_STATUSES:
@@ -258,6 +309,9 @@ class LinkedInClient:
                 )
                 self._wait(delay, what, f"HTTP {status}")
                 continue
+            if api_call:
+                with self._lock:
+                    self._quota_hits = 0
             return response
 
     def _wait(self, seconds: float, what: str, reason: str) -> None:
@@ -333,9 +387,22 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _backoff_delays(rng: random.Random) -> Iterator[float]:
-    """Exponential delays (1, 2, 4 ... s, capped) with full jitter, from the backoff library."""
-    for value in backoff.expo(base=2, factor=1, max_value=MAX_BACKOFF_SECONDS):
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """`(scheme, host, port)` of a URL, the default port filled in; None if unreadable."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _backoff_delays(rng: random.Random, first: float = 1.0) -> Iterator[float]:
+    """Exponential delays (`first`, 2x, 4x ... capped) with jitter, from the backoff library."""
+    for value in backoff.expo(base=2, factor=first, max_value=MAX_BACKOFF_SECONDS):
         if value is None:
             continue
         yield rng.uniform(value / 2, value)

@@ -129,12 +129,20 @@ class CsvDecoder:
     its raw string goes into the row's `INVALID_VALUES_KEY` object under the column name.
     """
 
-    def __init__(self, column_types: Mapping[str, ColumnType], *, label: str = "file") -> None:
+    def __init__(
+        self,
+        column_types: Mapping[str, ColumnType],
+        *,
+        label: str = "file",
+        complete: bool = False,
+    ) -> None:
         """Check the declared columns once.
 
         Args:
             column_types: declared column name -> type, in the order the columns are expected.
             label: how the file is named in error messages, e.g. "job 123, file 2 of 3".
+            complete: give every row every field of the schema: declared columns the file
+                lacks, `extraColumns` and `invalidValues` are then null rather than absent.
 
         Raises:
             ValueError: a type is unknown, or a column uses one of the reserved row keys.
@@ -148,6 +156,7 @@ class CsvDecoder:
                 raise ValueError(msg)
         self.column_types: dict[str, ColumnType] = dict(column_types)
         self.label = label
+        self.complete = complete
         self.header: HeaderInfo | None = None
         self.rows_read = 0
 
@@ -237,6 +246,7 @@ class CsvDecoder:
         pick_kept = _picker(kept)
         pick_extra = _picker(extra)
         all_kept = len(kept) == width
+        fill = self._fill(header, has_extra=bool(extra))
         number = self.rows_read
         # `zip(..., strict=False)` is spelled out nowhere below: the keyword costs ~150 ns a call
         # and every row's length was checked against the header already.
@@ -251,6 +261,8 @@ class CsvDecoder:
                 record: dict[str, t.Any] = dict(zip(header, row))  # noqa: B905
             else:
                 record = dict(zip(kept_names, pick_kept(row)))  # noqa: B905
+            if fill:
+                record.update(fill)
             if typed:
                 try:
                     # Each converter maps "" to None and raises when a value is invalid; the
@@ -262,6 +274,20 @@ class CsvDecoder:
             if extra:
                 record[EXTRA_COLUMNS_KEY] = dict(zip(extra_names, pick_extra(row)))  # noqa: B905
             yield record
+
+    def _fill(self, header: list[str], *, has_extra: bool) -> dict[str, None]:
+        """The null fields `complete` adds to each row of a file with this header.
+
+        Declared columns the file lacks are null, and so are the two objects when there is
+        nothing to put in them (targets that size their tables from the first record, like
+        target-csv, then see every column).
+        """
+        if not self.complete:
+            return {}
+        absent = [name for name in self.column_types if name not in header]
+        if not has_extra:
+            absent.append(EXTRA_COLUMNS_KEY)
+        return dict.fromkeys([*absent, INVALID_VALUES_KEY])
 
     def _raise_ragged(self, row: list[str], width: int) -> t.NoReturn:
         """Raise the error for a row whose field count differs from the header's."""
@@ -499,7 +525,9 @@ def _format_datetime(moment: dt.datetime) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
-def reference_rows(data: bytes, column_types: Mapping[str, ColumnType]) -> list[dict[str, t.Any]]:
+def reference_rows(
+    data: bytes, column_types: Mapping[str, ColumnType], *, complete: bool = False
+) -> list[dict[str, t.Any]]:
     """Decode a whole file the plain way, to check `CsvDecoder` against it in tests.
 
     It shares no parsing or conversion code with the fast path: a character-by-character RFC 4180
@@ -509,6 +537,7 @@ def reference_rows(data: bytes, column_types: Mapping[str, ColumnType]) -> list[
     Args:
         data: the file's bytes, gzip-compressed or not.
         column_types: declared column name -> type.
+        complete: as for `CsvDecoder`: every schema field in every row.
 
     Returns:
         The rows `CsvDecoder.rows` yields for the same input.
@@ -540,12 +569,16 @@ def reference_rows(data: bytes, column_types: Mapping[str, ColumnType]) -> list[
         if len(record) != len(header):
             msg = f"{len(record)} fields, header has {len(header)}"
             raise MalformedCSVError(msg)
-        rows.append(_reference_row(header, record, column_types))
+        rows.append(_reference_row(header, record, column_types, complete=complete))
     return rows
 
 
 def _reference_row(
-    header: list[str], record: list[str], column_types: Mapping[str, ColumnType]
+    header: list[str],
+    record: list[str],
+    column_types: Mapping[str, ColumnType],
+    *,
+    complete: bool,
 ) -> dict[str, t.Any]:
     """Type one record."""
     row: dict[str, t.Any] = {}
@@ -568,6 +601,9 @@ def _reference_row(
         row[EXTRA_COLUMNS_KEY] = extra_columns
     if invalid_values:
         row[INVALID_VALUES_KEY] = invalid_values
+    if complete:
+        for name in [*column_types, EXTRA_COLUMNS_KEY, INVALID_VALUES_KEY]:
+            row.setdefault(name, None)
     return row
 
 

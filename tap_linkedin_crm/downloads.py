@@ -3,11 +3,14 @@
 A transfer that breaks (reset, short body, bad gzip) is retried from the start of the file, skipping
 the rows already handed out, so no row is emitted twice. Expired URLs (403/410, or `expireAt`
 passed) are refreshed by fetching the job again; a job that is gone is replaced by a new job for
-the same window, whose files are then read from the start.
+the same window, whose files are then read from the start. A stop (SIGTERM/Ctrl-C) shuts the socket
+of the file being read, so a read blocked on a stalled connection ends at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import time
 import typing as t
@@ -31,7 +34,7 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.client import LinkedInClient
     from tap_linkedin_crm.columns import ColumnType
     from tap_linkedin_crm.exports import ExportCoordinator, InstanceExport
-    from tap_linkedin_crm.jobs import ExportJob
+    from tap_linkedin_crm.jobs import ExportJob, Stopper
 
 LOGGER = logging.getLogger("tap_linkedin_crm.downloads")
 
@@ -103,14 +106,19 @@ class ExportDownloader:
         max_retries: int = 5,
         sleep: Callable[[float], None] = time.sleep,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        stopper: Stopper | None = None,
     ) -> None:
-        """Keep the collaborators; `sleep` is injected so waits can be cut by a stop."""
+        """Keep the collaborators; `sleep` is injected so waits can be cut by a stop.
+
+        With a `stopper`, a stop also shuts the socket of the file being read.
+        """
         self.client = client
         self.coordinator = coordinator
         self.column_types = column_types
         self.max_retries = max_retries
         self.sleep = sleep
         self.wall_ms = wall_ms
+        self.stopper = stopper
         self.files: list[FileStats] = []
 
     def rows(
@@ -131,7 +139,8 @@ class ExportDownloader:
                 yield from self._file_rows(export, position)
             except JobGoneError as exc:
                 LOGGER.warning("CRM instance %s: %s", export.urn, exc)
-                job = self.coordinator.replace(export)
+                with self._interruptible():
+                    job = self.coordinator.replace(export)
                 position.job_id, position.file_index, position.rows_done = job.job_id, 0, 0
                 self.files = [FileStats() for _ in job.download_urls]
                 continue
@@ -145,25 +154,33 @@ class ExportDownloader:
 
         Raises:
             DownloadIncompleteError: The transfer kept breaking after `max_retries` retries.
+            JobGoneError: Fresh URLs kept being refused: the job needs replacing.
         """
         index = position.file_index
         failures = 0
+        delays = self.client.backoff_delays()
         while True:
             job = self._fresh_job(export)
             url = job.download_urls[index]
             label = f"file {index + 1}/{len(job.download_urls)} of export job {job.job_id}"
             try:
-                response = self.client.open_download(url)
+                with self._interruptible():
+                    response = self.client.open_download(url)
             except DownloadExpiredError as exc:
                 failures += 1
                 if failures > self.max_retries:
-                    raise
+                    msg = f"{label}: fresh download URLs were refused {failures} times ({exc})."
+                    raise JobGoneError(msg) from None
                 LOGGER.info("CRM instance %s: %s; fetching fresh URLs.", export.urn, exc)
-                self.coordinator.refresh(export)
+                with self._interruptible():
+                    self.coordinator.refresh(export)
                 continue
             try:
-                yield from self._decode(export, response, position, label)
+                with self._shut_on_stop(response):
+                    yield from self._decode(export, response, position, label)
             except DownloadIncompleteError as exc:
+                if self.stopper is not None:
+                    self.stopper.check()  # the stop cut the transfer: no retry
                 failures += 1
                 if failures > self.max_retries:
                     msg = (
@@ -178,11 +195,21 @@ class ExportDownloader:
                     exc,
                     position.rows_done + 1,
                 )
-                self.sleep(min(30.0, 0.5 * 2**failures))
+                self.sleep(next(delays))
                 continue
             finally:
                 response.close()
             return
+
+    def _interruptible(self) -> t.ContextManager[None]:
+        """A request that a stop may abandon at once (it writes nothing)."""
+        return contextlib.nullcontext() if self.stopper is None else self.stopper.interruptible()
+
+    def _shut_on_stop(self, response: requests.Response) -> t.ContextManager[None]:
+        """While reading `response`, a stop shuts its socket so a blocked read returns at once."""
+        if self.stopper is None:
+            return contextlib.nullcontext()
+        return self.stopper.on_stop(functools.partial(_shutdown, response))
 
     def _fresh_job(self, export: InstanceExport) -> ExportJob:
         job = export.job
@@ -194,7 +221,8 @@ class ExportDownloader:
                 job.job_id,
                 job.expire_at,
             )
-            job = self.coordinator.refresh(export)
+            with self._interruptible():
+                job = self.coordinator.refresh(export)
         return job
 
     def _decode(
@@ -205,7 +233,7 @@ class ExportDownloader:
         label: str,
     ) -> Iterator[tuple[int, int, dict[str, t.Any]]]:
         reader = CountingReader(response)
-        decoder = CsvDecoder(self.column_types, label=f"{export.urn} {label}")
+        decoder = CsvDecoder(self.column_types, label=f"{export.urn} {label}", complete=True)
         index = position.file_index
         stats = self.files[index]
         size = response.headers.get("Content-Length")
@@ -242,6 +270,19 @@ class ExportDownloader:
             time.monotonic() - started,
             redact_url(response.url or ""),
         )
+
+
+def _shutdown(response: requests.Response) -> None:
+    """Shut the reading side of a streaming response's socket (urllib3 >= 2.3); never raises.
+
+    Called from a signal handler: the blocked `recv` then sees end-of-stream, which the reader
+    reports as a broken transfer (a body shorter than its length, or a chunked body cut short).
+    """
+    shutdown = getattr(response.raw, "shutdown", None)
+    if shutdown is None:
+        return
+    with contextlib.suppress(ValueError, RuntimeError, OSError):
+        shutdown()
 
 
 def _log_drift(urn: str, label: str, header: HeaderInfo) -> None:

@@ -45,7 +45,6 @@ class ExportPlan:
     instance_urn: str
     export_start_at: int
     resume_job_id: int | None = None
-    resume_attempt: int = 1
     resume_created_at: int | None = None
 
 
@@ -94,9 +93,14 @@ class ExportCoordinator:
         self._threads: list[threading.Thread] = []
 
     def start(self, plans: list[ExportPlan]) -> None:
-        """Start one worker per instance, then wait until every job exists (or failed to)."""
+        """Start one worker per instance, then wait until every job exists (or failed to).
+
+        A stop ends the wait early (without raising): the jobs created so far can then still be
+        saved in state before the stop is acted on.
+        """
         for plan in plans:
-            export = InstanceExport(plan=plan, attempt=plan.resume_attempt)
+            # Each run has its own `job_max_attempts` budget, resumed job or not.
+            export = InstanceExport(plan=plan)
             self.exports[plan.instance_urn] = export
             thread = threading.Thread(
                 target=self._work,
@@ -107,7 +111,11 @@ class ExportCoordinator:
             self._threads.append(thread)
             thread.start()
         for export in self.exports.values():
-            export.created.wait()
+            while not export.created.wait(0.2):
+                try:
+                    self.check_stop()
+                except SyncInterruptedError:
+                    return
 
     def result(self, urn: str) -> InstanceExport:
         """Block until the instance's job is final (or its worker failed)."""
@@ -160,6 +168,13 @@ class ExportCoordinator:
             export.urn,
             export.plan.export_start_at,
         )
+        if export.attempt >= self.max_attempts:
+            msg = (
+                f"CRM instance {export.urn}: export job {export.job_id} can no longer be "
+                f"downloaded, and all {self.max_attempts} attempts (job_max_attempts) are used "
+                "up. The bookmark was not moved; run the sync again later."
+            )
+            raise JobFailedError(msg)
         export.attempt += 1
         self._create(export)
         self._run_to_completion(export)
@@ -175,9 +190,14 @@ class ExportCoordinator:
             self._run_to_completion(export)
         except SyncInterruptedError as exc:
             export.error = exc
-        except (LinkedInCRMError, OSError, ValueError) as exc:
+        except LinkedInCRMError as exc:
             export.error = exc
             LOGGER.error("CRM instance %s: %s", export.urn, exc)  # noqa: TRY400 - no traceback
+        except (OSError, ValueError) as exc:
+            # Only the type: transport errors quote URLs, and signed URLs carry tokens.
+            msg = f"CRM instance {export.urn}: the export failed ({type(exc).__name__})."
+            export.error = LinkedInCRMError(msg)
+            LOGGER.error("%s", msg)  # noqa: TRY400 - no traceback
         except BaseException as exc:  # a worker must report, never die silently
             export.error = exc
             LOGGER.exception("CRM instance %s: unexpected error", export.urn)
@@ -198,6 +218,16 @@ class ExportCoordinator:
                     plan.resume_job_id,
                 )
             else:
+                if job.phase is JobPhase.FAILED:
+                    LOGGER.warning(
+                        "CRM instance %s: export job %s from the last run ended %s; creating a "
+                        "new job for the same window.",
+                        plan.instance_urn,
+                        job.job_id,
+                        job.status,
+                    )
+                    self._create(export)
+                    return
                 export.job_id = job.job_id
                 export.job = job
                 export.created_at = plan.resume_created_at

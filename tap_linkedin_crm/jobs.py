@@ -6,6 +6,7 @@ Nothing here knows HTTP or Singer. The same model serves LinkedIn's CRM Data Val
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import random
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from tap_linkedin_crm.errors import JobTimeoutError, SyncInterruptedError
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterator, Mapping
 
 LOGGER = logging.getLogger("tap_linkedin_crm.jobs")
 
@@ -144,15 +145,67 @@ class PollPolicy:
 
 
 class Stopper:
-    """A stop flag that sleeping code can wait on, so SIGTERM interrupts a long wait at once."""
+    """A stop flag that sleeping code can wait on, so SIGTERM interrupts a long wait at once.
+
+    Code blocked elsewhere registers an `on_stop` callback that unblocks it (a socket read that
+    yields rows), or runs in an `interruptible` block (a request that writes nothing), where a
+    signal raises `SyncInterruptedError` at once.
+    """
 
     def __init__(self) -> None:
         """Start not stopped."""
         self._event = threading.Event()
+        # No lock: `stop` runs in signal handlers, which must not wait for one the interrupted
+        # code may hold. Single dict and set operations are atomic under the GIL.
+        self._callbacks: dict[object, Callable[[], None]] = {}
+        self._interruptible: set[int] = set()
 
     def stop(self) -> None:
-        """Ask every waiter to stop."""
+        """Ask every waiter to stop, and run the registered callbacks."""
         self._event.set()
+        for callback in list(self._callbacks.values()):
+            callback()
+
+    @contextlib.contextmanager
+    def on_stop(self, callback: Callable[[], None]) -> Iterator[None]:
+        """Within the block, a stop also calls `callback` (which must be quick and not raise)."""
+        key = object()
+        self._callbacks[key] = callback
+        try:
+            yield
+        finally:
+            self._callbacks.pop(key, None)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Within the block, `signal_stop` raises in this thread instead of waiting for it.
+
+        Only for blocking calls that write no output and hold no state a stop could tear (an
+        HTTP request in the main thread); never around a `yield`.
+
+        Raises:
+            SyncInterruptedError: A stop was asked for before the block.
+        """
+        self.check()
+        ident = threading.get_ident()
+        nested = ident in self._interruptible
+        self._interruptible.add(ident)
+        try:
+            yield
+        finally:
+            if not nested:
+                self._interruptible.discard(ident)
+
+    def signal_stop(self) -> None:
+        """Stop, from a signal handler: inside an `interruptible` block, also raise there.
+
+        Raises:
+            SyncInterruptedError: The interrupted code was in an `interruptible` block.
+        """
+        self.stop()
+        if threading.get_ident() in self._interruptible:
+            msg = "sync interrupted"
+            raise SyncInterruptedError(msg)
 
     @property
     def stopped(self) -> bool:

@@ -50,6 +50,7 @@ class ExportRun:
             max_retries=settings.request_max_retries,
             linkedin_version=settings.linkedin_version,
             sleep=self.stopper.sleep,
+            retry_delay=settings.request_retry_delay,
         )
         poller = JobPoller(
             PollPolicy(
@@ -93,6 +94,7 @@ class ExportRun:
             self.settings.column_types,
             max_retries=self.settings.request_max_retries,
             sleep=self.stopper.sleep,
+            stopper=self.stopper,
         )
 
     def in_flight(
@@ -132,13 +134,18 @@ class ExportRun:
         return int(start.timestamp() * 1000)
 
     def install_signal_handlers(self) -> dict[int, t.Any]:
-        """SIGTERM/SIGINT ask the run to stop at the next clean point (between two rows)."""
+        """SIGTERM/SIGINT ask the run to stop at the next clean point (between two rows).
+
+        A request blocked in the main thread (`Stopper.interruptible`) is abandoned at once, and
+        a file download blocked in a socket read has its socket shut, so no stop waits for
+        `request_timeout`.
+        """
 
         def handler(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
             LOGGER.warning(
                 "Received signal %d: stopping at the next clean point and saving state.", signum
             )
-            self.stopper.stop()
+            self.stopper.signal_stop()
 
         previous: dict[int, t.Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -209,6 +216,5 @@ def plan_for(
         instance_urn=urn,
         export_start_at=int(start),
         resume_job_id=int(job_id) if job_id is not None else None,
-        resume_attempt=int(in_flight.get("attempt", 1)),
         resume_created_at=in_flight.get("createdAt"),
     )

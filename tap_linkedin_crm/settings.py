@@ -21,6 +21,19 @@ MAX_LOOKBACK = dt.timedelta(days=30)
 #: `urn:li:crmInstance:(KEY,VALUE)`. LinkedIn documents DYNAMICS; SFDC is the Salesforce key.
 CRM_INSTANCE_URN = re.compile(r"^urn:li:crmInstance:\((?P<key>[A-Z_]+),(?P<value>[^,()\s]+)\)$")
 KNOWN_CRM_KEYS = ("DYNAMICS", "SFDC")
+#: Record fields the tap sets itself; `column_types` may not declare them.
+RESERVED_FIELDS = frozenset(
+    {
+        "crmInstanceId",
+        "jobId",
+        "exportStartAt",
+        "exportEndAt",
+        "fileIndex",
+        "rowNumber",
+        "extraColumns",
+        "invalidValues",
+    }
+)
 
 CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     th.Property(
@@ -134,12 +147,23 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         ),
     ),
     th.Property(
+        "request_retry_delay",
+        th.NumberType(exclusive_minimum=0),
+        default=1,
+        title="First retry delay (s)",
+        description=(
+            "Wait before the first retry of a failed request or download; each further retry "
+            "waits about twice as long (with jitter), up to 60 s. `Retry-After` overrides it."
+        ),
+    ),
+    th.Property(
         "column_types",
         th.ObjectType(additional_properties=th.StringType(allowed_values=list(COLUMN_TYPE_NAMES))),
         default={},
         title="Column types",
         description=(
-            "Types of CSV columns, `{column: string|integer|number|boolean|timestamp}`, added to "
+            "Types of CSV columns, `{column: type}` with type one of string, integer, number, "
+            "boolean, timestamp; added to "
             "(or overriding) the built-in typed columns. Undeclared columns are kept as strings "
             "in `extraColumns`."
         ),
@@ -174,6 +198,7 @@ class Settings:
     job_max_attempts: int
     request_timeout: float
     request_max_retries: int
+    request_retry_delay: float
     column_types: dict[str, ColumnType]
 
     @property
@@ -234,7 +259,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_settings(config: t.Mapping[str, t.Any]) -> Settings:  # noqa: C901 - a flat list of checks
+def load_settings(config: t.Mapping[str, t.Any]) -> Settings:
     """Check the config beyond what JSON schema can say, and build `Settings`.
 
     Raises:
@@ -276,15 +301,7 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:  # noqa: C901 - a 
             f"poll_max_interval ({poll_max_interval:g}) is smaller than "
             f"poll_interval ({poll_interval:g})."
         )
-    column_types: dict[str, ColumnType] = dict(DEFAULT_COLUMN_TYPES)
-    for column, type_name in (config.get("column_types") or {}).items():
-        if type_name not in COLUMN_TYPE_NAMES:
-            problems.append(
-                f"column_types[{column!r}] is {type_name!r}; use one of "
-                f"{', '.join(COLUMN_TYPE_NAMES)}."
-            )
-        else:
-            column_types[str(column)] = t.cast("ColumnType", type_name)
+    column_types = _column_types(config.get("column_types") or {}, problems)
     start_date = _parse_start_date(config.get("start_date"), problems)
     if problems:
         raise ConfigValidationError(
@@ -306,8 +323,27 @@ def load_settings(config: t.Mapping[str, t.Any]) -> Settings:  # noqa: C901 - a 
         job_max_attempts=int(config.get("job_max_attempts", 3)),
         request_timeout=float(config.get("request_timeout", 300)),
         request_max_retries=int(config.get("request_max_retries", 5)),
+        request_retry_delay=float(config.get("request_retry_delay", 1)),
         column_types=column_types,
     )
+
+
+def _column_types(declared: t.Mapping[str, t.Any], problems: list[str]) -> dict[str, ColumnType]:
+    column_types: dict[str, ColumnType] = dict(DEFAULT_COLUMN_TYPES)
+    for column, type_name in declared.items():
+        if column in RESERVED_FIELDS:
+            problems.append(
+                f"column_types[{column!r}]: {column!r} is a field the tap sets itself; a CSV "
+                "column of that name is kept in extraColumns."
+            )
+        elif type_name not in COLUMN_TYPE_NAMES:
+            problems.append(
+                f"column_types[{column!r}] is {type_name!r}; use one of "
+                f"{', '.join(COLUMN_TYPE_NAMES)}."
+            )
+        else:
+            column_types[str(column)] = t.cast("ColumnType", type_name)
+    return column_types
 
 
 def _parse_start_date(value: object, problems: list[str]) -> dt.datetime | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import Stream
+from singer_sdk.mapper import SameRecordTransform
 
 from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, column_json_schema
 from tap_linkedin_crm.csv_decoding import INVALID_VALUES_KEY
@@ -24,13 +25,17 @@ from tap_linkedin_crm.downloads import Position
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncFailedError, SyncInterruptedError
 from tap_linkedin_crm.run import ExportRun, plan_for
 from tap_linkedin_crm.settings import load_settings
+from tap_linkedin_crm.writer import BufferedSingerWriter, RecordLineEncoder
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
 
     from singer_sdk import metrics
     from singer_sdk.helpers.types import Context
 
+    from tap_linkedin_crm.columns import ColumnType
+    from tap_linkedin_crm.downloads import ExportDownloader
+    from tap_linkedin_crm.exports import InstanceExport
     from tap_linkedin_crm.tap import TapLinkedInCRM
 
 INSTANCE_KEY = "crmInstanceId"
@@ -38,6 +43,35 @@ IN_FLIGHT = "inFlightJob"
 NEXT_START = "nextExportStartAt"
 #: Rows between two STATE messages while a file is being emitted (the resume granularity).
 STATE_EVERY_ROWS = 10_000
+
+
+def records_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:
+    """Provenance, then the declared columns (built-in and `column_types`), then the objects."""
+    properties: dict[str, t.Any] = {
+        INSTANCE_KEY: {"type": "string"},
+        "jobId": {"type": "integer"},
+        "exportStartAt": {"type": ["integer", "null"]},
+        "exportEndAt": {"type": ["integer", "null"]},
+        "fileIndex": {"type": "integer", "description": "0-based file of the export job."},
+        "rowNumber": {"type": "integer", "description": "1-based data row of the file."},
+    }
+    for column, column_type in column_types.items():
+        properties.setdefault(column, column_json_schema(column_type))
+    properties[EXTRA_COLUMNS_FIELD] = {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": ["string", "null"]},
+        "description": "CSV columns not declared in the schema, as strings.",
+    }
+    properties[INVALID_VALUES_KEY] = {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": ["string", "null"]},
+        "description": "Raw text of declared columns whose value did not convert (then null).",
+    }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [INSTANCE_KEY, "jobId", "fileIndex", "rowNumber"],
+    }
 
 
 class CrmInstanceStream(Stream):
@@ -85,34 +119,9 @@ class RecordsStream(CrmInstanceStream):
         """One partition per CRM instance in `crm_instance_ids`."""
         return [{INSTANCE_KEY: str(urn)} for urn in self.config.get("crm_instance_ids") or []]
 
-    @property
-    def schema(self) -> dict[str, t.Any]:
-        """Provenance, then the declared columns (built-in and `column_types`), then extras."""
-        properties: dict[str, t.Any] = {
-            INSTANCE_KEY: {"type": "string"},
-            "jobId": {"type": "integer"},
-            "exportStartAt": {"type": ["integer", "null"]},
-            "exportEndAt": {"type": ["integer", "null"]},
-            "fileIndex": {"type": "integer", "description": "0-based file of the export job."},
-            "rowNumber": {"type": "integer", "description": "1-based data row of the file."},
-        }
-        for column, column_type in self.tap.column_types.items():
-            properties.setdefault(column, column_json_schema(column_type))
-        properties[EXTRA_COLUMNS_FIELD] = {
-            "type": ["object", "null"],
-            "additionalProperties": {"type": ["string", "null"]},
-            "description": "CSV columns not declared in the schema, as strings.",
-        }
-        properties[INVALID_VALUES_KEY] = {
-            "type": ["object", "null"],
-            "additionalProperties": {"type": ["string", "null"]},
-            "description": "Raw text of declared columns whose value did not convert (then null).",
-        }
-        return {
-            "type": "object",
-            "properties": properties,
-            "required": list(self.primary_keys),
-        }
+    def __init__(self, tap: TapLinkedInCRM) -> None:
+        """Build the schema once from the declared columns (it is read for every SDK record)."""
+        super().__init__(tap, schema=records_schema(tap.column_types))
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """Not used: `_sync_records` drives the export (the SDK's per-record path is bypassed).
@@ -161,9 +170,7 @@ class RecordsStream(CrmInstanceStream):
                     for urn in urns
                 ]
             )
-            for export in run.coordinator.exports.values():
-                if export.job_id is not None:
-                    owner.instance_state(export.urn)[IN_FLIGHT] = run.in_flight(export)
+            self._remember_jobs(run)
             self._write_state(force=True)
             yield from self._sync_instances(run, urns, write_messages=write_messages)
         finally:
@@ -195,14 +202,32 @@ class RecordsStream(CrmInstanceStream):
                     else:
                         self._complete_without_rows(run, urn)
                 except SyncInterruptedError:
+                    self._remember_jobs(run)
                     self._write_state(force=True)
                     raise
                 except LinkedInCRMError as exc:
                     run.fail(urn, exc)
+                    self._remember_jobs(run)
                 else:
                     if exports is not None:
                         exports.sync({INSTANCE_KEY: urn})
                 self._write_state(force=True)
+
+    def _remember_jobs(self, run: ExportRun) -> None:
+        """Point each unfinished instance's `inFlightJob` at its current job.
+
+        An entry already naming that job is kept whole: it holds the resume position (file and
+        rows done) of an export the last run stopped inside. A job created in this run, or
+        replaced (after `FAILED_*`, or gone), gets a new entry, so the next run resumes it and
+        not the job it replaced.
+        """
+        owner: CrmInstanceStream = self if self.selected else (self.exports_stream or self)
+        for urn, export in run.coordinator.exports.items():
+            if urn in run.summaries or export.job_id is None:
+                continue
+            state = owner.instance_state(urn)
+            if (state.get(IN_FLIGHT) or {}).get("jobId") != export.job_id:
+                state[IN_FLIGHT] = run.in_flight(export)
 
     def _complete_without_rows(self, run: ExportRun, urn: str) -> None:
         """Only the exports stream is selected: the job's completion alone moves its bookmark.
@@ -244,25 +269,9 @@ class RecordsStream(CrmInstanceStream):
                 )
         state[IN_FLIGHT] = run.in_flight(export, position)
         downloader = run.downloader()
-        emitted = 0
-        for file_index, row_number, row in downloader.rows(export, position):
-            run.stopper.check()
-            current = export.job
-            assert current is not None  # noqa: S101
-            row[INSTANCE_KEY] = urn
-            row["jobId"] = current.job_id
-            row["exportStartAt"] = current.export_start_at
-            row["exportEndAt"] = current.export_end_at
-            row["fileIndex"] = file_index
-            row["rowNumber"] = row_number
-            if write_messages:
-                self._write_record_message(row)
-            emitted += 1
-            counter.increment()
-            yield row
-            if not emitted % STATE_EVERY_ROWS:
-                state[IN_FLIGHT] = run.in_flight(export, position)
-                self._write_state(force=False)
+        emitted = yield from self._emit_rows(
+            run, export, downloader, position, counter, write_messages=write_messages
+        )
         done = export.job
         assert done is not None  # noqa: S101
         state.pop(IN_FLIGHT, None)
@@ -280,6 +289,85 @@ class RecordsStream(CrmInstanceStream):
             len(done.download_urls),
             done.bookmark,
         )
+
+    def _emit_rows(  # noqa: PLR0913 - the pieces of one instance's sync
+        self,
+        run: ExportRun,
+        export: InstanceExport,
+        downloader: ExportDownloader,
+        position: Position,
+        counter: metrics.Counter,
+        *,
+        write_messages: bool,
+    ) -> t.Generator[dict[str, t.Any], None, int]:
+        """Add the provenance fields to each row, write it, checkpoint; return the row count.
+
+        Rows take the fast path (`_record_line_encoder`) when it is exact, else the SDK's.
+        """
+        urn = export.urn
+        state = self.instance_state(urn)
+        encoder = self._record_line_encoder() if write_messages else None
+        emitted = 0
+        provenance: dict[str, t.Any] = {}
+        provenance_of: tuple[object, int] | None = None
+        check_stop = run.stopper.check
+        try:
+            for file_index, row_number, row in downloader.rows(export, position):
+                check_stop()
+                current = export.job
+                if provenance_of is None or provenance_of != (current, file_index):
+                    assert current is not None  # noqa: S101 - rows come from a completed job
+                    provenance_of = (current, file_index)
+                    provenance = {
+                        INSTANCE_KEY: urn,
+                        "jobId": current.job_id,
+                        "exportStartAt": current.export_start_at,
+                        "exportEndAt": current.export_end_at,
+                        "fileIndex": file_index,
+                    }
+                row.update(provenance)
+                row["rowNumber"] = row_number
+                if encoder is None:
+                    if write_messages:
+                        self._write_record_message(row)
+                elif not encoder.add(row):
+                    encoder.flush()
+                    self._write_record_message(row)
+                emitted += 1
+                counter.increment()
+                yield row
+                if not emitted % STATE_EVERY_ROWS:
+                    if encoder is not None:
+                        encoder.flush()  # the STATE below must follow the rows it covers
+                        self.state_manager.is_flushed = False
+                    state[IN_FLIGHT] = run.in_flight(export, position)
+                    self._write_state(force=False)
+        finally:
+            if encoder is not None:
+                encoder.flush()
+                encoder.writer.flush()
+                self.state_manager.is_flushed = False
+        return emitted
+
+    def _record_line_encoder(self) -> RecordLineEncoder | None:
+        """The fast record path, when it gives exactly what `_write_record_message` would.
+
+        `_write_record_message` removes deselected properties, conforms values to the schema,
+        applies the stream maps and encodes with simplejson. The decoder already typed every
+        value to the schema (and the provenance fields are typed by construction), so when every
+        property is selected and the only stream map is the SDK's identity map without
+        flattening, encoding the row directly with orjson yields the same record. Otherwise
+        (stream maps, flattening, deselected fields, another message writer) the SDK path runs.
+        """
+        writer = self._tap.message_writer
+        if not isinstance(writer, BufferedSingerWriter):
+            return None
+        maps = self.stream_maps
+        if len(maps) != 1 or type(maps[0]) is not SameRecordTransform:
+            return None
+        if maps[0].flattening_enabled or not all(self.mask.values()):
+            return None
+        return RecordLineEncoder(writer, maps[0].stream_alias, self._stream_version)
 
     def _write_state(self, *, force: bool) -> None:
         if force:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import typing as t
@@ -12,8 +13,9 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, DEFAULT_COLUMN_TYPES, ColumnType
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
-from tap_linkedin_crm.settings import CONFIG_SCHEMA
+from tap_linkedin_crm.settings import CONFIG_SCHEMA, RESERVED_FIELDS
 from tap_linkedin_crm.streams import CrmInstanceStream, ExportsStream, RecordsStream
+from tap_linkedin_crm.writer import BufferedSingerWriter
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
@@ -30,7 +32,8 @@ class TapLinkedInCRM(Tap):
     """Singer tap for LinkedIn Sales Navigator CRM Data Validation exports."""
 
     name = "tap-linkedin-crm"
-    config_jsonschema = CONFIG_SCHEMA
+    # A copy: the SDK adds its built-in settings (stream_maps, ...) to the tap's schema dict.
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.DISCOVER,
@@ -40,6 +43,9 @@ class TapLinkedInCRM(Tap):
         PluginCapabilities.FLATTENING,
     ]
 
+    #: The SDK's writer plus a buffered channel for the records stream's pre-encoded lines.
+    message_writer_class = BufferedSingerWriter
+
     #: The sync in progress; set by the records stream, which drives every export job.
     export_run: ExportRun | None = None
 
@@ -48,7 +54,7 @@ class TapLinkedInCRM(Tap):
         """Built-in typed columns plus `column_types` from config (bad entries fail the sync)."""
         types = dict(DEFAULT_COLUMN_TYPES)
         for column, type_name in (self.config.get("column_types") or {}).items():
-            if type_name in COLUMN_TYPE_NAMES:
+            if type_name in COLUMN_TYPE_NAMES and column not in RESERVED_FIELDS:
                 types[str(column)] = t.cast("ColumnType", type_name)
         return types
 

@@ -8,7 +8,13 @@ import typing as t
 import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
-from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE, Sandbox
+from tap_linkedin_crm.sandbox import (
+    DYNAMICS_INSTANCE,
+    SFDC_INSTANCE,
+    InstanceSpec,
+    Sandbox,
+    Scenario,
+)
 from tap_linkedin_crm.tap import TapLinkedInCRM
 
 
@@ -30,6 +36,8 @@ CONFIG: dict[str, t.Any] = {
     "poll_max_interval": 0.2,
     "request_timeout": 10,
     "job_timeout": 60,
+    # Exercise every kind of field: a declared column that never converts fills invalidValues.
+    "column_types": {"title": "integer"},
 }
 
 BaseSuite = get_tap_test_class(
@@ -44,5 +52,12 @@ class TestTapLinkedInCRM(BaseSuite):  # type: ignore[misc,valid-type]
 
     @pytest.fixture(scope="class", autouse=True)
     def sandbox(self) -> t.Iterator[Sandbox]:
-        with Sandbox(port=PORT) as sb:
+        scenario = Scenario(
+            instances={
+                # Header drift puts an undeclared column (`territory`) into extraColumns.
+                DYNAMICS_INSTANCE: InstanceSpec(rows=120, files=4, header_drift=True),
+                SFDC_INSTANCE: InstanceSpec(rows=60, files=2, gzip=True),
+            }
+        )
+        with Sandbox(scenario, port=PORT) as sb:
             yield sb

@@ -382,3 +382,24 @@ def test_random_rows_round_trip_through_csv_writer() -> None:
         assert chunked == decoded
         strings = decode(data, dict.fromkeys(header, "string"))
         assert [[row[name] for name in header] for row in strings] == rows
+
+
+def test_given_complete_when_decoded_then_every_schema_field_in_every_row() -> None:
+    spec: dict[str, ColumnType] = {"id": "integer", "gone": "boolean", "name": "string"}
+    data = csv_bytes([["id", "name", "extra"], ["1", "a", "x"], ["oops", "b", ""]])
+    rows = list(CsvDecoder(spec, complete=True).rows(io.BytesIO(data)))
+    assert rows == [
+        {"id": 1, "name": "a", "gone": None, "extraColumns": {"extra": "x"}, "invalidValues": None},
+        {
+            "id": None,
+            "name": "b",
+            "gone": None,
+            "extraColumns": {"extra": ""},
+            "invalidValues": {"id": "oops"},
+        },
+    ]
+    assert rows == reference_rows(data, spec, complete=True)
+    plain = list(CsvDecoder(spec, complete=True).rows(io.BytesIO(csv_bytes([["id"], ["2"]]))))
+    assert plain == [
+        {"id": 2, "gone": None, "name": None, "extraColumns": None, "invalidValues": None}
+    ]

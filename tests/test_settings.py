@@ -46,6 +46,7 @@ def test_given_good_config_when_loaded_then_defaults_apply() -> None:
         ({"token_url": "ftp://x/token"}, "must be an http(s) URL"),
         ({"poll_interval": 10, "poll_max_interval": 1}, "poll_max_interval (1) is smaller"),
         ({"column_types": {"x": "date"}}, "column_types['x'] is 'date'"),
+        ({"column_types": {"jobId": "string"}}, "'jobId' is a field the tap sets itself"),
         ({"start_date": "last tuesday"}, "start_date 'last tuesday' is not an ISO 8601"),
     ],
 )

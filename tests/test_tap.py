@@ -79,9 +79,7 @@ def test_given_first_run_state_when_synced_again_then_jobs_start_at_bookmarks(
 ) -> None:
     first = run_tap(sandbox.tap_config())
     assert first.returncode == 0, first.stderr
-    bookmarks = {
-        urn: p["nextExportStartAt"] for urn, p in partitions(first.final_state).items()
-    }
+    bookmarks = {urn: p["nextExportStartAt"] for urn, p in partitions(first.final_state).items()}
     first_jobs = set(sandbox.jobs)
     second = run_tap(sandbox.tap_config(), first.final_state)
     assert second.returncode == 0, second.stderr
@@ -102,8 +100,9 @@ def test_given_doc_sample_quirk_when_next_start_equals_start_then_bookmark_follo
         result = run_tap(sb.tap_config())
         job = next(iter(sb.jobs.values()))
     assert result.returncode == 0, result.stderr
-    assert partitions(result.final_state)[DYNAMICS_INSTANCE]["nextExportStartAt"] == (
-        job["exportStartAt"]
+    assert (
+        partitions(result.final_state)[DYNAMICS_INSTANCE]["nextExportStartAt"]
+        == (job["exportStartAt"])
     )
 
 
@@ -115,8 +114,9 @@ def test_given_empty_export_when_synced_then_bookmark_still_advances(run_tap: Ru
     assert result.returncode == 0, result.stderr
     assert result.records(RECORDS) == []
     assert result.records(EXPORTS)[0]["rowCount"] == 0
-    assert partitions(result.final_state)[SFDC_INSTANCE]["nextExportStartAt"] == (
-        job["nextExportStartAt"]
+    assert (
+        partitions(result.final_state)[SFDC_INSTANCE]["nextExportStartAt"]
+        == (job["nextExportStartAt"])
     )
 
 
