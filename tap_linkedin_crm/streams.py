@@ -313,7 +313,6 @@ class RecordsStream(CrmInstanceStream):
         check_stop = run.stopper.check
         try:
             for file_index, row_number, row in downloader.rows(export, position):
-                check_stop()
                 current = export.job
                 if provenance_of is None or provenance_of != (current, file_index):
                     assert current is not None  # noqa: S101 - rows come from a completed job
@@ -336,6 +335,8 @@ class RecordsStream(CrmInstanceStream):
                 emitted += 1
                 counter.increment()
                 yield row
+                # Only here, with `position` equal to what was written, may a stop cut in.
+                check_stop()
                 if not emitted % STATE_EVERY_ROWS:
                     if encoder is not None:
                         encoder.flush()  # the STATE below must follow the rows it covers
@@ -347,6 +348,9 @@ class RecordsStream(CrmInstanceStream):
                 encoder.flush()
                 encoder.writer.flush()
                 self.state_manager.is_flushed = False
+            # Whatever ends the loop (stop, failure, completion), `position` counts exactly the
+            # rows written, so the state resumes after the last of them.
+            state[IN_FLIGHT] = run.in_flight(export, position)
         return emitted
 
     def _record_line_encoder(self) -> RecordLineEncoder | None:
