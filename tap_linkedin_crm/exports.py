@@ -31,6 +31,8 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.client import LinkedInClient
 
 LOGGER = logging.getLogger("tap_linkedin_crm.exports")
+#: A still-running job gets a progress line at least this often (and on every status change).
+PROGRESS_EVERY_SECONDS = 60.0
 
 
 def now_ms() -> int:
@@ -67,6 +69,33 @@ class InstanceExport:
     def urn(self) -> str:
         """The CRM instance URN."""
         return self.plan.instance_urn
+
+
+class PollReporter:
+    """Logs a job's status on every change, and at least every `PROGRESS_EVERY_SECONDS`."""
+
+    def __init__(self, export: InstanceExport) -> None:
+        """Start counting from now, with the status already known (if any)."""
+        self.export = export
+        self.waiting_since = time.strftime("%H:%M:%S UTC", time.gmtime())
+        self.last_status = export.job.status if export.job else ""
+        self.last_logged = 0.0
+
+    def __call__(self, job: ExportJob, polls: int, elapsed: float) -> None:
+        """Count the poll; log it when the status changed or a while has passed."""
+        self.export.polls += 1
+        if job.status == self.last_status and elapsed - self.last_logged < PROGRESS_EVERY_SECONDS:
+            return
+        self.last_status, self.last_logged = job.status, elapsed
+        LOGGER.info(
+            "CRM instance %s: export job %s is %s (waiting since %s, %.1f s, %d polls).",
+            self.export.urn,
+            job.job_id,
+            job.status,
+            self.waiting_since,
+            elapsed,
+            polls,
+        )
 
 
 class ExportCoordinator:
@@ -266,23 +295,7 @@ class ExportCoordinator:
             assert export.job_id is not None  # noqa: S101 - created or resumed before
             job_id = export.job_id
             started = self.monotonic()
-            last_status: list[str] = [export.job.status if export.job else ""]
-
-            def on_poll(
-                job: ExportJob, polls: int, elapsed: float, last: list[str] = last_status
-            ) -> None:
-                export.polls += 1
-                if job.status != last[0]:
-                    last[0] = job.status
-                    LOGGER.info(
-                        "CRM instance %s: export job %s is %s (%.1f s waited, %d polls).",
-                        export.urn,
-                        job.job_id,
-                        job.status,
-                        elapsed,
-                        polls,
-                    )
-
+            on_poll = PollReporter(export)
             job = self.poller.wait(
                 functools.partial(self.client.get_crm_validation_job, export.urn, job_id),
                 started_at=started,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import signal
+import time
 import typing as t
 
 import requests
@@ -68,6 +69,7 @@ class ExportRun:
         )
         self.summaries: dict[str, dict[str, t.Any]] = {}
         self.failures: dict[str, BaseException] = {}
+        self.started = time.monotonic()
 
     def _token_provider(self) -> TokenProvider:
         s = self.settings
@@ -121,6 +123,33 @@ class ExportRun:
     def fail(self, urn: str, error: BaseException | None) -> None:
         """Remember that an instance failed; the run ends non-zero, naming it."""
         self.failures.setdefault(urn, error or RuntimeError("unknown error"))
+
+    def log_summary(self, urns: list[str]) -> None:
+        """One line per instance (rows, files, bookmark, or why it failed), then the totals."""
+        rows = 0
+        for urn in urns:
+            summary = self.summaries.get(urn)
+            if summary is not None:
+                rows += summary["rowCount"] or 0
+                LOGGER.info(
+                    "Summary: %s: job %s, %s rows from %d file(s), bookmark nextExportStartAt=%s.",
+                    urn,
+                    summary["jobId"],
+                    "no" if summary["rowCount"] is None else summary["rowCount"],
+                    summary["fileCount"],
+                    summary["nextExportStartAt"] or summary["exportEndAt"],
+                )
+            elif urn in self.failures:
+                LOGGER.error("Summary: %s: FAILED, bookmark not moved: %s", urn, self.failures[urn])
+            else:
+                LOGGER.warning("Summary: %s: not finished, bookmark not moved.", urn)
+        LOGGER.info(
+            "Summary: %d of %d CRM instance(s) synced, %d rows, in %.1f s.",
+            len(self.summaries),
+            len(urns),
+            rows,
+            time.monotonic() - self.started,
+        )
 
     def close(self) -> None:
         """Stop the workers and close connections."""

@@ -177,6 +177,7 @@ class RecordsStream(CrmInstanceStream):
             run.close()
             run.restore_signal_handlers(previous)
             self.tap.export_run = None
+            run.log_summary(urns)
         if run.failures:
             lines = [f"{urn}: {error}" for urn, error in run.failures.items()]
             msg = (
