@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import typing as t
@@ -48,6 +49,8 @@ QUOTA_MAX_TRIES = 3
 #: Longest `Retry-After` honoured as given; longer ones are capped (and logged).
 MAX_RETRY_AFTER_SECONDS = 900.0
 MAX_BACKOFF_SECONDS = 60.0
+#: Redirects followed from one download URL; each hop is checked like the URL itself.
+MAX_DOWNLOAD_REDIRECTS = 5
 #: Transport failures worth another try: no answer, or an answer whose body was cut short.
 TRANSIENT_ERRORS = (
     requests.ConnectionError,
@@ -55,6 +58,30 @@ TRANSIENT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+
+
+#: Loggers of the HTTP stack that print request URLs (at DEBUG), query strings included.
+URL_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+_QUERY = re.compile(r"\?[^\s\"'<>]+")
+
+
+class RedactQueryStrings(logging.Filter):
+    """Replaces URL query strings in a log record with `?<redacted>` (signed URLs carry tokens)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message; always keep the record."""
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?<redacted>", message), None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Make the HTTP stack's loggers (urllib3, at DEBUG) print URLs without query strings."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactQueryStrings) for f in logger.filters):
+            logger.addFilter(RedactQueryStrings())
 
 
 def redact_url(url: str) -> str:
@@ -143,18 +170,34 @@ class LinkedInClient:
     def open_download(self, url: str) -> requests.Response:
         """Start streaming one export file. The caller reads `raw` and closes the response.
 
+        Redirects are followed here, hop by hop, so that each target is held to the same rules:
+        https only (plain http only to loopback), and the token only for the API's origin and
+        LinkedIn hosts.
+
         Raises:
             DownloadExpiredError: The URL was refused (expired or unknown): get fresh URLs.
-            APIError: Any other refusal.
+            APIError: Any other refusal, an unacceptable redirect, or too many redirects.
         """
-        check_download_url(url)
-        response = self._request(
-            "GET",
-            url,
-            stream=True,
-            authorize=self._may_authorize(url),
-            what=f"download {redact_url(url)}",
-        )
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            check_download_url(url)
+            response = self._request(
+                "GET",
+                url,
+                stream=True,
+                authorize=self._may_authorize(url),
+                allow_redirects=False,
+                what=f"download {redact_url(url)}",
+            )
+            if not response.is_redirect:
+                break
+            with response:
+                url = urllib.parse.urljoin(url, response.headers.get("Location", ""))
+        else:
+            msg = (
+                f"Download of {redact_url(url)} redirected more than {MAX_DOWNLOAD_REDIRECTS} "
+                "times."
+            )
+            raise APIError(msg)
         if response.status_code == 200:  # noqa: PLR2004
             return response
         with response:
@@ -209,6 +252,7 @@ class LinkedInClient:
         authorize: bool = True,
         stream: bool = False,
         json: dict[str, t.Any] | None = None,
+        allow_redirects: bool = True,
     ) -> requests.Response:
         """Send with retries; returns the final response, whatever its status.
 
@@ -242,7 +286,13 @@ class LinkedInClient:
                 self.calls += 1
             try:
                 response = self.session.request(
-                    method, url, headers=headers, json=json, stream=stream, timeout=self.timeout
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    stream=stream,
+                    timeout=self.timeout,
+                    allow_redirects=allow_redirects,
                 )
             except TRANSIENT_ERRORS as exc:
                 failures += 1

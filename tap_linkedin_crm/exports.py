@@ -154,9 +154,13 @@ class ExportCoordinator:
         return export
 
     def join(self, timeout: float = 5.0) -> None:
-        """Wait briefly for workers to end (they are daemons; a stop makes them exit fast)."""
+        """Wait up to `timeout` in all for workers to end (daemons; a stop makes them exit fast).
+
+        A worker blocked in a request ends only when it returns; the process does not wait.
+        """
+        deadline = self.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - self.monotonic()))
 
     # Main-thread helpers for the download phase -------------------------------------------
 

@@ -19,7 +19,7 @@ from tap_linkedin_crm.auth import (
     StaticTokenProvider,
     TokenProvider,
 )
-from tap_linkedin_crm.client import LinkedInClient, redact_url
+from tap_linkedin_crm.client import LinkedInClient, install_log_redaction, redact_url
 from tap_linkedin_crm.downloads import ExportDownloader, Position
 from tap_linkedin_crm.exports import ExportCoordinator, ExportPlan, InstanceExport
 from tap_linkedin_crm.jobs import JobPoller, PollPolicy, Stopper
@@ -38,6 +38,7 @@ class ExportRun:
 
     def __init__(self, settings: Settings, *, records_selected: bool) -> None:
         """Build the collaborators; no HTTP happens until `start`."""
+        install_log_redaction()
         self.settings = settings
         self.records_selected = records_selected
         self.stopper = Stopper()
