@@ -25,7 +25,7 @@ class ApiClient:
     def close(self) -> None:
         self.session.close()
 
-    def fetch_token(self, client_id: str = "sandbox-client", secret: str = "sandbox-secret"):  # noqa: S107
+    def fetch_token(self, client_id: str = "sandbox-client", secret: str = "sandbox-secret"):
         return self.session.post(
             self.sb.token_url,
             data={
