@@ -9,7 +9,6 @@ import gzip
 import importlib.util
 import io
 import itertools
-import operator
 import re
 import typing as t
 import zlib
@@ -51,7 +50,7 @@ MAX_FIELD_CHARS = 64 * 1024 * 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024  # per read from the stream (the socket, for downloads)
 
 _BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 # Every upper/lower-case spelling of the words, so the converter is one C-level dict lookup.
@@ -75,6 +74,9 @@ _MINUTES = tuple(f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440))
 _SECONDS = tuple(f"{s:02d}" for s in range(60))
 _MILLIS = ("Z", *(f".{ms:03d}Z" for ms in range(1, 1000)))
 _DAY_CACHE_SIZE = 4096
+#: Entries per cache of validated timestamp parts before it is emptied (a few MiB at most).
+_PART_CACHE_SIZE = 8192
+_MILLIS_BY_DIGITS = {f"{ms:03d}": text for ms, text in enumerate(_MILLIS)}
 
 _Converter = t.Callable[[str], t.Any]
 
@@ -231,7 +233,30 @@ class CsvDecoder:
     def _typed_rows(
         self, records: Iterator[list[str]], header: list[str]
     ) -> Iterator[dict[str, t.Any]]:
-        """Type every remaining record with converters chosen once from the header."""
+        """Type every remaining record with a row builder made once from the header.
+
+        The builder (see `_row_builder`) unpacks the row, which also checks its width, and
+        builds the typed dict in one expression. Any failure (an empty line, a ragged row, a
+        value that does not convert) sends that one row through `_type_slowly`.
+        """
+        if not header:
+            return
+        build = _row_builder(header, self.column_types, complete=self.complete)
+        slowly = self._type_slowly(header)
+        number = self.rows_read
+        for row in records:
+            try:
+                record = build(row)
+            except (ValueError, LookupError, OverflowError):
+                if not row:
+                    continue
+                record = slowly(row)
+            number += 1
+            self.rows_read = number
+            yield record
+
+    def _type_slowly(self, header: list[str]) -> Callable[[list[str]], dict[str, t.Any]]:
+        """Return the plain typing of one row: checks its width, collects invalid values."""
         declared = self.column_types
         width = len(header)
         kept = [i for i, name in enumerate(header) if name in declared]
@@ -243,37 +268,21 @@ class CsvDecoder:
             for i, name in enumerate(header)
             if declared.get(name, "string") != "string"
         ]
-        pick_kept = _picker(kept)
-        pick_extra = _picker(extra)
-        all_kept = len(kept) == width
         fill = self._fill(header, has_extra=bool(extra))
-        number = self.rows_read
-        # `zip(..., strict=False)` is spelled out nowhere below: the keyword costs ~150 ns a call
-        # and every row's length was checked against the header already.
-        for row in records:
+
+        def slowly(row: list[str]) -> dict[str, t.Any]:
             if len(row) != width:
-                if not row:
-                    continue
                 self._raise_ragged(row, width)
-            number += 1
-            self.rows_read = number
-            if all_kept:
-                record: dict[str, t.Any] = dict(zip(header, row))  # noqa: B905
-            else:
-                record = dict(zip(kept_names, pick_kept(row)))  # noqa: B905
-            if fill:
-                record.update(fill)
-            if typed:
-                try:
-                    # Each converter maps "" to None and raises when a value is invalid; the
-                    # rare row with an invalid value is then typed again one value at a time.
-                    for i, name, convert in typed:
-                        record[name] = convert(row[i])
-                except (ValueError, LookupError, OverflowError):
-                    record[INVALID_VALUES_KEY] = _convert_one_by_one(record, row, typed)
+            record: dict[str, t.Any] = dict(zip(kept_names, [row[i] for i in kept], strict=True))
+            record.update(fill)
+            invalid = _convert_one_by_one(record, row, typed)
+            if invalid:
+                record[INVALID_VALUES_KEY] = invalid
             if extra:
-                record[EXTRA_COLUMNS_KEY] = dict(zip(extra_names, pick_extra(row)))  # noqa: B905
-            yield record
+                record[EXTRA_COLUMNS_KEY] = {name: row[i] for i, name in zip(extra, extra_names)}  # noqa: B905
+            return record
+
+        return slowly
 
     def _fill(self, header: list[str], *, has_extra: bool) -> dict[str, None]:
         """The null fields `complete` adds to each row of a file with this header.
@@ -298,6 +307,53 @@ class CsvDecoder:
         raise MalformedCSVError(msg)
 
 
+def _row_builder(
+    header: Sequence[str], declared: Mapping[str, ColumnType], *, complete: bool
+) -> Callable[[list[str]], dict[str, t.Any]]:
+    """Return a function typing one row of a file with this (non-empty) header.
+
+    It is generated from the header, like `collections.namedtuple` and `dataclasses` generate
+    their methods, so typing a row costs one tuple unpack (which raises ValueError when the
+    width differs) and one dict display with constant keys; booleans are a dict subscript,
+    other types one converter call. It raises ValueError or LookupError when a value does not
+    convert. Keys come out in the order `CsvDecoder` documents (`_type_slowly` makes the same).
+    Header names only ever appear as `repr()` string constants in the generated source.
+    """
+    variables = [f"c{i}" for i in range(len(header))]
+    namespace: dict[str, t.Any] = {"__builtins__": {}, "B": _BOOLEANS}
+    items: list[str] = []
+    extra: list[str] = []
+    for i, name in enumerate(header):
+        column_type = declared.get(name)
+        if column_type is None:
+            extra.append(f"{name!r}: c{i}")
+        elif column_type == "string":
+            items.append(f"{name!r}: c{i}")
+        elif column_type == "boolean":
+            items.append(f"{name!r}: B[c{i}]")
+        elif column_type == "timestamp":
+            namespace[f"t{i}"], namespace[f"f{i}"] = _timestamp_caching()
+            # A cached result is never "" (falsy), so `or` calls the converter on a miss only.
+            items.append(f"{name!r}: t{i}.get(c{i}) or f{i}(c{i})")
+        else:
+            namespace[f"f{i}"] = _converter(column_type)
+            items.append(f"{name!r}: f{i}(c{i})")
+    extra_object = "{" + ", ".join(extra) + "}"
+    if complete:
+        items += [f"{name!r}: None" for name in declared if name not in header]
+        if extra:
+            items += [f"{INVALID_VALUES_KEY!r}: None", f"{EXTRA_COLUMNS_KEY!r}: {extra_object}"]
+        else:
+            items += [f"{EXTRA_COLUMNS_KEY!r}: None", f"{INVALID_VALUES_KEY!r}: None"]
+    elif extra:
+        items.append(f"{EXTRA_COLUMNS_KEY!r}: {extra_object}")
+    source = (
+        f"def build(row):\n    {', '.join(variables)}, = row\n    return {{{', '.join(items)}}}\n"
+    )
+    exec(source, namespace)  # noqa: S102 - generated from repr() constants only, see above
+    return t.cast("Callable[[list[str]], dict[str, t.Any]]", namespace["build"])
+
+
 def _convert_one_by_one(
     record: dict[str, t.Any], row: list[str], typed: list[tuple[int, str, _Converter]]
 ) -> dict[str, str]:
@@ -311,17 +367,6 @@ def _convert_one_by_one(
             record[name] = None
             invalid[name] = value
     return invalid
-
-
-def _picker(indexes: Sequence[int]) -> Callable[[list[str]], Sequence[str]]:
-    """Return a function that picks `indexes` out of a row as a sequence (C-level for 2 or more)."""
-    if len(indexes) > 1:
-        return t.cast("Callable[[list[str]], Sequence[str]]", operator.itemgetter(*indexes))
-    return functools.partial(_pick, tuple(indexes))
-
-
-def _pick(indexes: tuple[int, ...], row: list[str]) -> list[str]:
-    return [row[i] for i in indexes]
 
 
 @functools.cache
@@ -451,50 +496,110 @@ def _to_number(value: str) -> float | None:
     return number
 
 
-def _timestamp_converter() -> _Converter:  # noqa: C901 - one function keeps the hot path flat
-    """Return a converter from timestamp text to the canonical RFC 3339 UTC string.
+def _timestamp_converter() -> _Converter:
+    """Return a converter from timestamp text to the canonical RFC 3339 UTC string."""
+    return _timestamp_caching()[1]
 
-    The common shapes (epoch ms, `YYYY-MM-DD HH:MM:SS`, `MM-DD-YYYY HH:MM:SS`) take fast paths
-    that validate with `datetime` and build the result from strings; the rest go through
-    `_parse_iso`. A bounded cache maps epoch days to their date prefix.
+
+def _timestamp_caching() -> tuple[dict[str, str], _Converter]:
+    """Return a timestamp converter and its cache of whole text values (see below).
+
+    The common shapes hit bounded caches of validated parts: epoch milliseconds by their
+    seconds digits (the millisecond digits then pick a suffix from a table), and
+    `YYYY-MM-DD HH:MM:SS` / `MM-DD-YYYY HH:MM:SS` by their date and time halves (a valid date
+    and a valid time always make a valid timestamp). Such text values, which repeat (second
+    resolution), are also kept whole, value -> result: a caller may look a value up there before
+    calling the converter. A miss, or any other shape, goes through `_timestamp_slowly`, which
+    validates with `datetime` and fills the part caches.
     """
-    day_prefixes: dict[int, str] = {}
-    minutes, seconds, millis = _MINUTES, _SECONDS, _MILLIS
-    fromisoformat = dt.datetime.fromisoformat
+    texts: dict[str, str] = {}  # "2026-11-25 18:56:14" -> "2026-11-25T18:56:14Z"
+    by_second: dict[str, str] = {}  # "1795625830" -> "2026-11-25T18:57:10"
+    dates: dict[str, str] = {}  # "2026-11-25 " or "11-25-2026 " -> "2026-11-25T"
+    times: dict[str, str] = {}  # "18:56:14" -> "18:56:14Z"
+    millis = _MILLIS_BY_DIGITS
+    slowly = functools.partial(_timestamp_slowly, {}, by_second, dates, times)
 
     def convert(value: str) -> str | None:
-        if value.isdigit() and value.isascii():
-            size = len(value)
-            if size in {12, 13}:
-                epoch_ms = int(value)
-            elif size in {9, 10}:
-                epoch_ms = int(value) * 1000
-            else:
-                msg = f"epoch value {value!r} is neither 12-13 digit ms nor 9-10 digit seconds"
-                raise ValueError(msg)
-            days, of_day = divmod(epoch_ms, _MS_PER_DAY)
-            date = day_prefixes.get(days)
-            if date is None:
-                if len(day_prefixes) >= _DAY_CACHE_SIZE:
-                    day_prefixes.clear()
-                date = dt.date.fromordinal(_UNIX_EPOCH_ORDINAL + days).isoformat() + "T"
-                day_prefixes[days] = date
-            minute, of_minute = divmod(of_day, 60_000)
-            second, milli = divmod(of_minute, 1000)
-            return f"{date}{minutes[minute]}{seconds[second]}{millis[milli]}"
-        if not value:
-            return None
-        if len(value) == 19 and value[13] == ":" and value[16] == ":":  # noqa: PLR2004
-            if value[4] == "-" and value[7] == "-" and value[10] in " T":
-                fromisoformat(value)  # validates the digits and ranges
-                return f"{value[:10]}T{value[11:]}Z"
-            if value[2] == "-" and value[5] == "-" and value[10] == " ":
-                iso = f"{value[6:10]}-{value[:2]}-{value[3:5]}T{value[11:]}"
-                fromisoformat(iso)
-                return iso + "Z"
-        return _format_datetime(_parse_iso(value))
+        size = len(value)
+        if size == 13 or size == 12:  # noqa: PLR1714, PLR2004 - two int compares beat a set
+            head = by_second.get(value[:-3])
+            if head is not None:
+                tail = millis.get(value[-3:])
+                if tail is not None:
+                    return head + tail
+        elif size == 19:  # noqa: PLR2004
+            result = texts.get(value)
+            if result is not None:
+                return result
+            date = dates.get(value[:11])
+            time = None if date is None else times.get(value[11:])
+            if date is None or time is None:
+                return slowly(value)
+            if len(texts) >= _PART_CACHE_SIZE:
+                texts.clear()
+            result = texts[value] = date + time
+            return result
+        return slowly(value)
 
-    return convert
+    return texts, convert
+
+
+def _timestamp_slowly(  # noqa: C901, PLR0912 - one function keeps the shapes side by side
+    day_prefixes: dict[int, str],
+    by_second: dict[str, str],
+    dates: dict[str, str],
+    times: dict[str, str],
+    value: str,
+) -> str | None:
+    """Convert one timestamp the full way; remember the validated parts of common shapes.
+
+    Raises:
+        ValueError: the value is not a timestamp this tap reads.
+    """
+    if value.isdigit() and value.isascii():
+        size = len(value)
+        if size in {12, 13}:
+            epoch_ms = int(value)
+        elif size in {9, 10}:
+            epoch_ms = int(value) * 1000
+        else:
+            msg = f"epoch value {value!r} is neither 12-13 digit ms nor 9-10 digit seconds"
+            raise ValueError(msg)
+        days, of_day = divmod(epoch_ms, _MS_PER_DAY)
+        date = day_prefixes.get(days)
+        if date is None:
+            if len(day_prefixes) >= _DAY_CACHE_SIZE:
+                day_prefixes.clear()
+            date = dt.date.fromordinal(_UNIX_EPOCH_ORDINAL + days).isoformat() + "T"
+            day_prefixes[days] = date
+        minute, of_minute = divmod(of_day, 60_000)
+        second, milli = divmod(of_minute, 1000)
+        head = f"{date}{_MINUTES[minute]}{_SECONDS[second]}"
+        if size > 10:  # noqa: PLR2004 - milliseconds: the seconds digits name `head`
+            if len(by_second) >= _PART_CACHE_SIZE:
+                by_second.clear()
+            by_second[value[:-3]] = head
+        return head + _MILLIS[milli]
+    if not value:
+        return None
+    if len(value) == 19 and value[13] == ":" and value[16] == ":":  # noqa: PLR2004
+        if value[4] == "-" and value[7] == "-" and value[10] in " T":
+            _fromisoformat(value)  # validates the digits and ranges
+            date = value[:10] + "T"
+        elif value[2] == "-" and value[5] == "-" and value[10] == " ":
+            date = f"{value[6:10]}-{value[:2]}-{value[3:5]}T"
+            _fromisoformat(date + value[11:])
+        else:
+            return _format_datetime(_parse_iso(value))
+        if len(dates) >= _PART_CACHE_SIZE:
+            dates.clear()
+        if len(times) >= _PART_CACHE_SIZE:
+            times.clear()
+        time = value[11:] + "Z"
+        dates[value[:11]] = date
+        times[value[11:]] = time
+        return date + time
+    return _format_datetime(_parse_iso(value))
 
 
 _fromisoformat = dt.datetime.fromisoformat

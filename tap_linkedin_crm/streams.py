@@ -308,16 +308,18 @@ class RecordsStream(CrmInstanceStream):
         urn = export.urn
         state = self.instance_state(urn)
         encoder = self._record_line_encoder() if write_messages else None
-        emitted = 0
+        add = None if encoder is None else encoder.add
+        emitted = counted = 0
         provenance: dict[str, t.Any] = {}
-        provenance_of: tuple[object, int] | None = None
+        provenance_job: object = None
+        provenance_file = -1
         check_stop = run.stopper.check
         try:
             for file_index, row_number, row in downloader.rows(export, position):
                 current = export.job
-                if provenance_of is None or provenance_of != (current, file_index):
+                if current is not provenance_job or file_index != provenance_file:
                     assert current is not None  # noqa: S101 - rows come from a completed job
-                    provenance_of = (current, file_index)
+                    provenance_job, provenance_file = current, file_index
                     provenance = {
                         INSTANCE_KEY: urn,
                         "jobId": current.job_id,
@@ -327,24 +329,29 @@ class RecordsStream(CrmInstanceStream):
                     }
                 row.update(provenance)
                 row["rowNumber"] = row_number
-                if encoder is None:
+                if add is None:
                     if write_messages:
                         self._write_record_message(row)
-                elif not encoder.add(row):
+                elif not add(row):
+                    assert encoder is not None  # noqa: S101 - `add` is its method
                     encoder.flush()
                     self._write_record_message(row)
                 emitted += 1
-                counter.increment()
                 yield row
                 # Only here, with `position` equal to what was written, may a stop cut in.
                 check_stop()
                 if not emitted % STATE_EVERY_ROWS:
+                    # The SDK's counter is told in batches: per row it costs a clock read.
+                    counter.increment(emitted - counted)
+                    counted = emitted
                     if encoder is not None:
                         encoder.flush()  # the STATE below must follow the rows it covers
                         self.state_manager.is_flushed = False
                     state[IN_FLIGHT] = run.in_flight(export, position)
                     self._write_state(force=False)
         finally:
+            if emitted != counted:
+                counter.increment(emitted - counted)
             if encoder is not None:
                 encoder.flush()
                 encoder.writer.flush()

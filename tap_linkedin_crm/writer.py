@@ -3,8 +3,8 @@
 The SDK's writer serializes every message with simplejson and flushes stdout after each line;
 for millions of records that costs more than reading the export. `BufferedSingerWriter` keeps
 that behaviour for every message the SDK writes (SCHEMA, STATE, the exports stream's records), and
-adds `write_lines` for RECORD lines the records stream encodes itself (see
-`RecordsStream._fast_record_writer`). Those lines are buffered and written in large blocks.
+adds `write_lines` and `write_block` for RECORD lines the records stream encodes itself (see
+`RecordsStream._record_line_encoder`). Those lines are written in large blocks.
 
 Ordering: every SDK message first flushes the buffered lines, so a STATE message never reaches
 stdout before the records it covers.
@@ -12,7 +12,11 @@ stdout before the records it covers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import os
+import stat
 import sys
 import typing as t
 
@@ -24,6 +28,10 @@ if t.TYPE_CHECKING:
 
 #: Buffered bytes that trigger a write; well above a pipe's 64 KiB, well below any memory concern.
 FLUSH_BYTES = 256 * 1024
+#: Capacity asked for when stdout is a pipe (Linux's default is 64 KiB): a block of `FLUSH_BYTES`
+#: then goes through in one step instead of four wake-ups of the reader. 1 MiB is the default
+#: `/proc/sys/fs/pipe-max-size`; if the kernel refuses, the pipe keeps its size.
+PIPE_BYTES = 1024 * 1024
 
 _dumps = orjson.dumps
 
@@ -36,6 +44,7 @@ class BufferedSingerWriter(SimpleSingerWriter):
         super().__init__()
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._piped_fd: int | None = None
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Queue encoded message lines, each ending in a newline; the caller may reuse `lines`.
@@ -48,6 +57,15 @@ class BufferedSingerWriter(SimpleSingerWriter):
         if self._pending_bytes >= FLUSH_BYTES:
             self.flush()
 
+    def write_block(self, block: bytes | bytearray) -> None:
+        """Write encoded message lines (a whole number of them) now, after any pending ones.
+
+        The caller may reuse `block` once this returns.
+        """
+        if self._pending:
+            self.flush()
+        self._write(block)
+
     def flush(self) -> None:
         """Write the pending lines to stdout (binary when stdout has a buffer) and flush it."""
         if not self._pending:
@@ -55,6 +73,9 @@ class BufferedSingerWriter(SimpleSingerWriter):
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
+        self._write(data)
+
+    def _write(self, data: bytes | bytearray) -> None:
         out = sys.stdout  # looked up each time: tests and runners replace it
         binary = getattr(out, "buffer", None)
         if binary is None:
@@ -62,8 +83,25 @@ class BufferedSingerWriter(SimpleSingerWriter):
             out.flush()
             return
         out.flush()  # whatever the text layer holds came first
-        binary.write(data)
+        self._enlarge_pipe(binary)
+        # With `python -u` the binary layer is raw and may write only part of the block (a
+        # signal arriving mid-write, a full pipe): loop, or the rest of the block is lost.
+        view = memoryview(data)
+        while view:
+            written = binary.write(view)
+            view = view[written if written is not None else 0 :]
         binary.flush()
+
+    def _enlarge_pipe(self, binary: t.BinaryIO) -> None:
+        """Ask for a `PIPE_BYTES` pipe once per stdout file descriptor, if stdout is a pipe."""
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            fd = binary.fileno()
+            if fd == self._piped_fd:
+                return
+            self._piped_fd = fd
+            set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+            if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                fcntl.fcntl(fd, set_size, PIPE_BYTES)
 
     def write_message(self, message: Message) -> None:
         """Write one SDK message, after the pending lines."""
@@ -72,16 +110,16 @@ class BufferedSingerWriter(SimpleSingerWriter):
 
 
 class RecordLineEncoder:
-    """Encodes records as RECORD lines, as the SDK would write them, in batches for the writer.
+    """Encodes records as RECORD lines, as the SDK would write them, in blocks for the writer.
 
     The line is `{"type":"RECORD","stream":ALIAS,"record":{...}[,"version":N],"time_extracted":T}`:
     the keys and values the SDK's `RecordMessage.to_dict` gives (`T` in the SDK's isoformat, taken
-    when the batch starts rather than per record). orjson writes non-ASCII as UTF-8 where
+    when the block starts rather than per record). orjson writes non-ASCII as UTF-8 where
     simplejson escapes it, so the lines are equal after JSON parsing, not byte for byte.
     """
 
-    #: Records per batch handed to the writer (and per `time_extracted` value).
-    BATCH = 512
+    #: Encoded bytes per block handed to the writer (and per `time_extracted` value).
+    BLOCK_BYTES = FLUSH_BYTES
 
     def __init__(
         self, writer: BufferedSingerWriter, stream_alias: str, version: int | None
@@ -90,7 +128,8 @@ class RecordLineEncoder:
         self.writer = writer
         self._prefix = b'{"type":"RECORD","stream":' + orjson.dumps(stream_alias) + b',"record":'
         self._version = b"" if version is None else b',"version":' + orjson.dumps(int(version))
-        self._lines: list[bytes] = []
+        # Lines are appended in place: no per-line bytes object beyond orjson's output.
+        self._block = bytearray()
         self._suffix = b""
         self._stamp()
 
@@ -101,24 +140,24 @@ class RecordLineEncoder:
     def add(self, record: dict[str, t.Any]) -> bool:
         """Encode one record; False if orjson cannot (e.g. an int beyond 64 bits): use the SDK.
 
-        The batch is handed to the writer every `BATCH` records; call `flush` before writing
+        The block is handed to the writer every `BLOCK_BYTES`; call `flush` before writing
         anything else (another message, a STATE) so the order on stdout stays the order of calls.
         """
         try:
             body = _dumps(record)
         except orjson.JSONEncodeError:
             return False
-        lines = self._lines
-        # One concatenation per line: it keeps orjson's output short-lived (measurably faster
-        # than keeping the three parts in the batch).
-        lines.append(self._prefix + body + self._suffix)
-        if len(lines) >= self.BATCH:
+        block = self._block
+        block += self._prefix
+        block += body
+        block += self._suffix
+        if len(block) >= self.BLOCK_BYTES:
             self.flush()
         return True
 
     def flush(self) -> None:
-        """Hand the batch to the writer (it reaches stdout by the writer's rules)."""
-        if self._lines:
-            self.writer.write_lines(self._lines)
-            self._lines.clear()
+        """Hand the block to the writer (it reaches stdout by the writer's rules)."""
+        if self._block:
+            self.writer.write_block(self._block)
+            del self._block[:]
             self._stamp()

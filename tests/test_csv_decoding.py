@@ -17,6 +17,7 @@ from tap_linkedin_crm.csv_decoding import (
     ColumnType,
     CsvDecoder,
     HeaderInfo,
+    _timestamp_caching,
     reference_rows,
 )
 from tap_linkedin_crm.errors import DownloadIncompleteError, MalformedCSVError
@@ -403,3 +404,86 @@ def test_given_complete_when_decoded_then_every_schema_field_in_every_row() -> N
     assert plain == [
         {"id": 2, "gone": None, "name": None, "extraColumns": None, "invalidValues": None}
     ]
+
+
+@pytest.mark.parametrize("complete", [False, True])
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["id", "name", "note", "active", "score", "ratio", "createdAt"],
+        ["createdAt", "extra1", "score", "id"],
+        ["other", "active"],
+        ["id"],
+    ],
+)
+def test_generated_row_builder_equals_plain_typing_key_order_included(
+    header: list[str], complete: bool
+) -> None:
+    values = {
+        "id": "7",
+        "name": "Zoë",
+        "note": "a\r\nb",
+        "active": "Yes",
+        "score": "-3",
+        "ratio": "1.5",
+        "createdAt": "2026-11-01 08:15:00",
+    }
+    row = [values.get(name, f"raw {name}") for name in header]
+    data = csv_bytes([header, row])
+    (fast,) = CsvDecoder(SPEC, complete=complete).rows(io.BytesIO(data))
+    assert fast == reference_rows(data, SPEC, complete=complete)[0]
+    # The one-value-at-a-time path, taken by rows with an invalid value, builds the same keys
+    # in the same order.
+    decoder = CsvDecoder(SPEC, complete=complete)
+    slow = decoder._type_slowly(header)(row)
+    assert list(slow.items()) == list(fast.items())
+
+
+TIMESTAMP_SEQUENCE = [
+    # Each value converts (or fails) the same whether the caches are cold or warm, including
+    # values that share a cached date, time or seconds prefix with an earlier valid one.
+    "1793520900123",
+    "1793520900000",
+    "1793520900999",
+    "179352090012x",
+    "179352090012",
+    "179352090",
+    "0793520900123",
+    "1793520900",
+    "2026-11-01 08:15:00",
+    "2026-11-01T08:15:00",
+    "2026-11-01 08:15:01",
+    "2026-11-01 24:00:00",
+    "2026-11-01 08:15:0Z",
+    "2026-11-01X08:15:00",
+    "2026-02-28 08:15:00",
+    "2026-02-29 08:15:00",
+    "2024-02-29 08:15:00",
+    "11-01-2026 08:15:00",
+    "11-01-2026T08:15:00",
+    "13-01-2026 08:15:00",
+    "11-01-2026 08:15:61",
+    "2026-11-01T08:15+02",
+    "2026-11-01T10:15:00+02:00",
+    "",
+]
+
+
+def test_timestamp_caches_never_change_a_result() -> None:
+    def outcome(convert: t.Callable[[str], t.Any], value: str) -> object:
+        try:
+            return convert(value)
+        except (ValueError, LookupError):
+            return "invalid"
+
+    texts, warm = _timestamp_caching()
+    for _ in range(3):
+        for value in TIMESTAMP_SEQUENCE:
+            cold = outcome(_timestamp_caching()[1], value)
+            assert outcome(warm, value) == cold, value
+            assert texts.get(value, cold) == cold, value
+            if value:
+                data = csv_bytes([["v"], [value]])
+                expected = "invalid" if cold == "invalid" else cold
+                (row,) = reference_rows(data, {"v": "timestamp"})
+                assert (row["v"] if INVALID_VALUES_KEY not in row else "invalid") == expected

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import io
 import json
+import os
 import typing as t
 import urllib.request
+from pathlib import Path
 
 import orjson
 import pytest
 
 from tap_linkedin_crm import streams
+from tap_linkedin_crm import writer as writer_module
 from tap_linkedin_crm.columns import DEFAULT_COLUMN_TYPES, ColumnType
 from tap_linkedin_crm.csv_decoding import reference_rows
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE, InstanceSpec, Sandbox
@@ -243,3 +247,64 @@ def test_given_records_stream_then_fast_path_chosen_only_for_identity_maps(
         config=sandbox.tap_config(stream_maps={RECORDS: {"__alias__": "renamed"}})
     )
     assert t.cast("RecordsStream", mapped.streams[RECORDS])._record_line_encoder() is None
+
+
+def test_given_lines_then_block_then_message_when_written_then_order_kept() -> None:
+    writer = BufferedSingerWriter()
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    with contextlib.redirect_stdout(out):
+        writer.write_lines([b'{"n":1}\n'])
+        writer.write_block(bytearray(b'{"n":2}\n{"n":3}\n'))
+        writer.write_lines([b'{"n":4}\n'])
+        writer.flush()
+    out.flush()
+    assert [orjson.loads(line)["n"] for line in raw.getvalue().splitlines()] == [1, 2, 3, 4]
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_given_stdout_is_a_pipe_when_block_written_then_pipe_enlarged() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        out = io.TextIOWrapper(io.FileIO(write_fd, "w", closefd=False), encoding="utf-8")
+        writer = BufferedSingerWriter()
+        with contextlib.redirect_stdout(out):
+            writer.write_block(b'{"n":1}\n')
+        assert os.read(read_fd, 100) == b'{"n":1}\n'
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text(encoding="ascii"))
+        expected = writer_module.PIPE_BYTES if limit >= writer_module.PIPE_BYTES else 64 * 1024
+        assert fcntl.fcntl(write_fd, fcntl.F_GETPIPE_SZ) == expected
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+class TrickleRaw(io.RawIOBase):
+    """A raw stdout (as under `python -u`) that takes at most 7 bytes per write."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: t.Any) -> int:
+        chunk = bytes(b[:7])
+        self.data += chunk
+        return len(chunk)
+
+
+class TextOverRaw(io.StringIO):
+    def __init__(self, raw: TrickleRaw) -> None:
+        super().__init__()
+        self.buffer = raw
+
+
+def test_given_raw_stdout_taking_partial_writes_when_block_written_then_nothing_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = TrickleRaw()
+    monkeypatch.setattr("sys.stdout", TextOverRaw(raw))
+    block = b"".join(b'{"type":"RECORD","n":%d}\n' % i for i in range(100))
+    BufferedSingerWriter().write_block(block)
+    assert bytes(raw.data) == block
