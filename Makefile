@@ -58,7 +58,7 @@ typecheck: $(STAMP)
 	$(BIN)/python -m mypy
 
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py --runs 3
 
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist

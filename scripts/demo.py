@@ -25,6 +25,7 @@ from tap_linkedin_crm.sandbox import Sandbox
 from tap_linkedin_crm.sandbox.cli import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+QUERY_DUCKDB = ROOT / "scripts" / "query_duckdb.py"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 DUCKDB_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 OUTPUT = ROOT / "output"
@@ -36,16 +37,6 @@ SCHEMA = "linkedin_crm"
 TAP_LINE = re.compile(r"\]\s+tap-linkedin-crm\s+(?P<message>.*)$")
 STREAMS = ("crm_data_validation_records", "crm_data_validation_exports")
 
-_QUERY = """
-import json, sys
-import duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
-out = {}
-for name, sql in json.loads(sys.argv[2]).items():
-    rel = con.sql(sql)
-    out[name] = {"columns": rel.columns, "rows": [list(r) for r in rel.fetchall()]}
-print(json.dumps(out, default=str))
-"""
 
 
 def meltano_env(sb: Sandbox) -> dict[str, str]:
@@ -102,7 +93,7 @@ def run_pipeline(env: dict[str, str]) -> int:
 def query(queries: dict[str, str]) -> dict[str, dict[str, t.Any]]:
     """Read-only SQL on the demo database with target-duckdb's own (pinned) duckdb."""
     proc = subprocess.run(
-        [str(DUCKDB_PYTHON), "-c", _QUERY, str(DATABASE), json.dumps(queries)],
+        [str(DUCKDB_PYTHON), str(QUERY_DUCKDB), str(DATABASE), json.dumps(queries)],
         capture_output=True,
         text=True,
         check=True,

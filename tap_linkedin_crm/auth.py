@@ -122,7 +122,7 @@ class ClientCredentialsTokenProvider:
             if response.status_code == 429:  # noqa: PLR2004
                 msg = "The LinkedIn token endpoint is rate limiting (HTTP 429)."
                 raise RateLimitedError(msg, status=429)
-            body = _json_or_empty(response)
+            body = json_object(response)
             if response.status_code != 200 or not body.get("access_token"):  # noqa: PLR2004
                 reason = body.get("error_description") or body.get("error") or "no token returned"
                 msg = (
@@ -142,7 +142,8 @@ class ClientCredentialsTokenProvider:
         self._expires_at = self._clock() + ttl
 
 
-def _json_or_empty(response: requests.Response) -> dict[str, t.Any]:
+def json_object(response: requests.Response) -> dict[str, t.Any]:
+    """The response body as a JSON object, or `{}` when it is not one (error bodies vary)."""
     try:
         body = response.json()
     except ValueError:

@@ -21,6 +21,7 @@ import urllib.parse
 import backoff
 import requests
 
+from tap_linkedin_crm.auth import json_object
 from tap_linkedin_crm.errors import (
     APIError,
     AuthenticationError,
@@ -306,7 +307,7 @@ class LinkedInClient:
                 continue
             status = response.status_code
             if status == 401 and token is not None:  # noqa: PLR2004
-                code = _error_body(response).get("code", "")
+                code = json_object(response).get("code", "")
                 response.close()
                 if not renewed and self.tokens.invalidate(token):
                     renewed = True
@@ -319,7 +320,7 @@ class LinkedInClient:
                 )
                 raise AuthenticationError(msg, status=401)
             if status == 429:  # noqa: PLR2004
-                body = _error_body(response)
+                body = json_object(response)
                 retry_after = _retry_after(response)
                 response.close()
                 delay = next(delays)
@@ -371,7 +372,7 @@ class LinkedInClient:
     def _error(self, response: requests.Response, doing: str) -> APIError:
         """Turn a non-retriable error response into the exception a user can act on."""
         status = response.status_code
-        body = _error_body(response)
+        body = json_object(response)
         detail = str(body.get("message") or body.get("error_description") or "").strip()
         detail = f": {detail}" if detail else ""
         if status == 403:  # noqa: PLR2004
@@ -417,14 +418,6 @@ def _job_id_from_headers(response: requests.Response, instance_urn: str) -> int:
             "(X-RestLi-Id header)."
         )
         raise APIError(msg, status=response.status_code) from None
-
-
-def _error_body(response: requests.Response) -> dict[str, t.Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _retry_after(response: requests.Response) -> float | None:

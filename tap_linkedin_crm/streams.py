@@ -133,6 +133,11 @@ class RecordsStream(CrmInstanceStream):
         raise NotImplementedError(msg)
 
     @property
+    def bookmark_owner(self) -> CrmInstanceStream:
+        """The stream whose state holds the instances' bookmarks: this one, if selected."""
+        return self if self.selected else (self.exports_stream or self)
+
+    @property
     def exports_stream(self) -> ExportsStream | None:
         """The child stream, when it is selected."""
         for child in self.child_streams:
@@ -158,7 +163,7 @@ class RecordsStream(CrmInstanceStream):
         settings = load_settings(self.config)
         run = ExportRun(settings, records_selected=self.selected)
         self.tap.export_run = run
-        owner: CrmInstanceStream = self if self.selected else (self.exports_stream or self)
+        owner = self.bookmark_owner
         previous = run.install_signal_handlers()
         urns = [i.urn for i in settings.instances]
         if context:
@@ -222,7 +227,7 @@ class RecordsStream(CrmInstanceStream):
         replaced (after `FAILED_*`, or gone), gets a new entry, so the next run resumes it and
         not the job it replaced.
         """
-        owner: CrmInstanceStream = self if self.selected else (self.exports_stream or self)
+        owner = self.bookmark_owner
         for urn, export in run.coordinator.exports.items():
             if urn in run.summaries or export.job_id is None:
                 continue

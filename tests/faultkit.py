@@ -128,8 +128,7 @@ def emitted_jobs(records: list[dict[str, t.Any]], urn: str) -> list[int]:
 
 def issued_secrets(sb: Sandbox) -> set[str]:
     """Every secret the sandbox knows: access tokens it issued and signed-URL tokens."""
-    with sb._lock:
-        return set(sb._tokens) | set(sb._downloads) | set(sb.scenario.clients.values())
+    return sb.issued_secrets()
 
 
 def assert_no_secrets(sb: Sandbox, *texts: str) -> None:

@@ -365,6 +365,14 @@ class Sandbox:
         with self._lock:
             self._faults.clear()
 
+    def issued_secrets(self) -> set[str]:
+        """Every secret this sandbox knows, for tests that scan a tap's output for leaks.
+
+        That is the client secrets, the access tokens it issued and the signed download tokens.
+        """
+        with self._lock:
+            return set(self._tokens) | set(self._downloads) | set(self.scenario.clients.values())
+
     def expire_tokens(self) -> None:
         """Make every access token issued so far expired (the next API call gets 401)."""
         with self._lock:

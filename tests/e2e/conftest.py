@@ -24,6 +24,7 @@ if t.TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[2]
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 PLUGINS = ROOT / ".meltano"
+QUERY_DUCKDB = ROOT / "scripts" / "query_duckdb.py"
 TARGET_JSONL = PLUGINS / "loaders" / "target-jsonl" / "venv" / "bin" / "target-jsonl"
 TARGET_DUCKDB = PLUGINS / "loaders" / "target-duckdb" / "venv" / "bin" / "target-duckdb"
 #: The target-duckdb venv's interpreter has the pinned duckdb: used to read what landed.
@@ -33,16 +34,6 @@ TAP = [sys.executable, "-m", "tap_linkedin_crm"]
 RECORDS = "crm_data_validation_records"
 EXPORTS = "crm_data_validation_exports"
 
-_DUCKDB_QUERY = """
-import json, sys
-import duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
-out = {}
-for name, sql in json.loads(sys.argv[2]).items():
-    rel = con.sql(sql)
-    out[name] = {"columns": rel.columns, "rows": [list(r) for r in rel.fetchall()]}
-print(json.dumps(out, default=str))
-"""
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +133,7 @@ class Helpers:
     def query_duckdb(path: Path, queries: Mapping[str, str]) -> dict[str, dict[str, t.Any]]:
         """Run read-only SQL with target-duckdb's own duckdb; rows come back as lists."""
         proc = subprocess.run(
-            [str(DUCKDB_PYTHON), "-c", _DUCKDB_QUERY, str(path), json.dumps(dict(queries))],
+            [str(DUCKDB_PYTHON), str(QUERY_DUCKDB), str(path), json.dumps(dict(queries))],
             capture_output=True,
             text=True,
             check=False,
