@@ -38,7 +38,6 @@ TAP_LINE = re.compile(r"\]\s+tap-linkedin-crm\s+(?P<message>.*)$")
 STREAMS = ("crm_data_validation_records", "crm_data_validation_exports")
 
 
-
 def meltano_env(sb: Sandbox) -> dict[str, str]:
     """Meltano's environment: the sandbox environment, pointed at this sandbox's port."""
     prefixes = ("TAP_LINKEDIN_CRM_", "TARGET_DUCKDB_", "MELTANO_")

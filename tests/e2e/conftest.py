@@ -35,7 +35,6 @@ RECORDS = "crm_data_validation_records"
 EXPORTS = "crm_data_validation_exports"
 
 
-
 @pytest.fixture(scope="session")
 def e2e_deps() -> None:
     """Make sure Meltano and the plugin venvs exist (cheap when `make test` built them)."""
