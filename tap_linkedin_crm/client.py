@@ -449,3 +449,19 @@ def _backoff_delays(rng: random.Random, first: float = 1.0) -> Iterator[float]:
         if value is None:
             continue
         yield rng.uniform(value / 2, value)
+
+
+class CrmValidationJobs:
+    """CRM Data Validation export jobs, as `ExportJobEndpoints` (the key is the instance URN)."""
+
+    def __init__(self, client: LinkedInClient) -> None:
+        """Wrap the client."""
+        self.client = client
+
+    def create_job(self, key: str, start_at: int) -> int:
+        """Create a job for instance `key` from `start_at`."""
+        return self.client.create_crm_validation_job(key, start_at)
+
+    def get_job(self, key: str, job_id: int) -> ExportJob:
+        """Describe job `job_id` of instance `key`."""
+        return self.client.get_crm_validation_job(key, job_id)

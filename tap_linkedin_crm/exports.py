@@ -28,7 +28,6 @@ from tap_linkedin_crm.jobs import ExportJob, JobPhase, JobPoller
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
-    from tap_linkedin_crm.client import LinkedInClient
 
 LOGGER = logging.getLogger("tap_linkedin_crm.exports")
 #: A still-running job gets a progress line at least this often (and on every status change).
@@ -98,12 +97,28 @@ class PollReporter:
         )
 
 
+class ExportJobEndpoints(t.Protocol):
+    """The two calls an async export API needs here, for one kind of export.
+
+    `key` names what is exported (a CRM instance URN here; a Sales Navigator contract URN for the
+    analytics exports), so the coordinator runs any such export, not only this one.
+    """
+
+    def create_job(self, key: str, start_at: int) -> int:
+        """Create an export job starting at `start_at` (epoch ms); return its id."""
+        ...
+
+    def get_job(self, key: str, job_id: int) -> ExportJob:
+        """Describe a job (raises `NotFoundError` when it is gone)."""
+        ...
+
+
 class ExportCoordinator:
     """Runs the export jobs of all instances concurrently; hands finished ones to the streams."""
 
     def __init__(  # noqa: PLR0913 - all are real, independent inputs
         self,
-        client: LinkedInClient,
+        endpoints: ExportJobEndpoints,
         poller: JobPoller,
         *,
         max_attempts: int,
@@ -111,8 +126,8 @@ class ExportCoordinator:
         wall_ms: Callable[[], int] = now_ms,
         check_stop: Callable[[], None] = lambda: None,
     ) -> None:
-        """Keep the client, waiting policy and clocks; nothing starts until `start`."""
-        self.client = client
+        """Keep the endpoints, waiting policy and clocks; nothing starts until `start`."""
+        self.endpoints = endpoints
         self.poller = poller
         self.max_attempts = max_attempts
         self.monotonic = monotonic
@@ -172,7 +187,7 @@ class ExportCoordinator:
         """
         assert export.job_id is not None  # noqa: S101 - only called for completed exports
         try:
-            job = self.client.get_crm_validation_job(export.urn, export.job_id)
+            job = self.endpoints.get_job(export.urn, export.job_id)
         except NotFoundError:
             msg = f"Export job {export.job_id} of {export.urn} is gone (404)."
             raise JobGoneError(msg) from None
@@ -242,7 +257,7 @@ class ExportCoordinator:
         plan = export.plan
         if plan.resume_job_id is not None:
             try:
-                job = self.client.get_crm_validation_job(plan.instance_urn, plan.resume_job_id)
+                job = self.endpoints.get_job(plan.instance_urn, plan.resume_job_id)
             except NotFoundError:
                 LOGGER.warning(
                     "CRM instance %s: export job %s from the last run is gone (404; jobs expire "
@@ -276,9 +291,7 @@ class ExportCoordinator:
     def _create(self, export: InstanceExport) -> None:
         plan = export.plan
         export.job = None
-        export.job_id = self.client.create_crm_validation_job(
-            plan.instance_urn, plan.export_start_at
-        )
+        export.job_id = self.endpoints.create_job(plan.instance_urn, plan.export_start_at)
         export.created_at = self.wall_ms()
         LOGGER.info(
             "CRM instance %s: created export job %s (attempt %d of %d, exportStartAt=%d).",
@@ -301,7 +314,7 @@ class ExportCoordinator:
             started = self.monotonic()
             on_poll = PollReporter(export)
             job = self.poller.wait(
-                functools.partial(self.client.get_crm_validation_job, export.urn, job_id),
+                functools.partial(self.endpoints.get_job, export.urn, job_id),
                 started_at=started,
                 first=export.job,
                 on_poll=on_poll,

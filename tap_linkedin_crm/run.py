@@ -19,7 +19,12 @@ from tap_linkedin_crm.auth import (
     StaticTokenProvider,
     TokenProvider,
 )
-from tap_linkedin_crm.client import LinkedInClient, install_log_redaction, redact_url
+from tap_linkedin_crm.client import (
+    CrmValidationJobs,
+    LinkedInClient,
+    install_log_redaction,
+    redact_url,
+)
 from tap_linkedin_crm.downloads import ExportDownloader, Position
 from tap_linkedin_crm.exports import ExportCoordinator, ExportPlan, InstanceExport
 from tap_linkedin_crm.jobs import JobPoller, PollPolicy, Stopper
@@ -63,7 +68,7 @@ class ExportRun:
             sleep=self.stopper.sleep,
         )
         self.coordinator = ExportCoordinator(
-            self.client,
+            CrmValidationJobs(self.client),
             poller,
             max_attempts=settings.job_max_attempts,
             check_stop=self.stopper.check,
