@@ -24,6 +24,7 @@ from tap_linkedin_crm.errors import (
     DownloadExpiredError,
     DownloadIncompleteError,
     JobGoneError,
+    MalformedCSVError,
 )
 
 if t.TYPE_CHECKING:
@@ -256,6 +257,16 @@ class ExportDownloader:
                         f" of {int(size) / 1e6:.1f} MB" if size else "",
                         row_number / max(now - started, 1e-9),
                     )
+        if decoder.rows_read < row_number:
+            # Rows were emitted from an earlier transfer of this URL that this one lacks: the
+            # file changed under us. Do not guess which rows are which.
+            msg = (
+                f"CRM instance {export.urn}: {label} now has {decoder.rows_read} rows, but "
+                f"{row_number} were already emitted from it; the bookmark was not moved. To "
+                "emit the job again from its first row, drop inFlightJob from this instance's "
+                "state."
+            )
+            raise MalformedCSVError(msg)
         if decoder.header is not None:
             stats.header = decoder.header
             _log_drift(export.urn, label, decoder.header)

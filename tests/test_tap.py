@@ -214,3 +214,37 @@ def test_given_about_when_asked_then_capabilities_listed(run_tap: RunTap) -> Non
         ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"]
     )
     assert "crm_instance_ids" in about["settings"]["properties"]
+
+
+def test_given_state_claiming_more_rows_than_the_file_has_when_resumed_then_instance_fails(
+    run_tap: RunTap,
+) -> None:
+    scenario = Scenario(instances={DYNAMICS_INSTANCE: InstanceSpec(rows=30, files=2)})
+    with Sandbox(scenario) as sb:
+        first = run_tap(sb.tap_config())
+        job_id = first.records(EXPORTS)[0]["jobId"]
+        state = {
+            "bookmarks": {
+                RECORDS: {
+                    "partitions": [
+                        {
+                            "context": {"crmInstanceId": DYNAMICS_INSTANCE},
+                            "nextExportStartAt": 1,
+                            "inFlightJob": {
+                                "jobId": job_id,
+                                "exportStartAt": 1,
+                                "fileIndex": 0,
+                                "rowsDone": 999,
+                            },
+                        }
+                    ]
+                }
+            }
+        }
+        second = run_tap(sb.tap_config(), state)
+    assert second.returncode == 1
+    assert "were already emitted from it" in second.stderr
+    assert second.records(RECORDS) == []
+    entry = partitions(second.final_state)[DYNAMICS_INSTANCE]
+    assert entry["nextExportStartAt"] == 1
+    assert entry["inFlightJob"]["jobId"] == job_id
