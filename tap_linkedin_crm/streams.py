@@ -194,17 +194,18 @@ class RecordsStream(CrmInstanceStream):
     def _sync_instances(
         self, run: ExportRun, urns: list[str], *, write_messages: bool
     ) -> Iterator[dict[str, t.Any]]:
-        record_counter = self.get_record_counter()
-        timer = self.get_sync_timer()
         exports = self.exports_stream
-        with record_counter, timer:
+        with self.get_sync_timer():
             for urn in urns:
-                record_counter.with_context({INSTANCE_KEY: urn})
                 try:
                     if self.selected:
-                        yield from self._sync_instance(
-                            run, urn, record_counter, write_messages=write_messages
-                        )
+                        # One record_count metric per instance, tagged with its context.
+                        counter = self.get_record_counter()
+                        counter.with_context({INSTANCE_KEY: urn})
+                        with counter:
+                            yield from self._sync_instance(
+                                run, urn, counter, write_messages=write_messages
+                            )
                     else:
                         self._complete_without_rows(run, urn)
                 except SyncInterruptedError:
