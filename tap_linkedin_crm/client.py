@@ -305,6 +305,11 @@ class LinkedInClient:
                     raise ServerError(msg) from None
                 self._wait(next(delays), what, f"{type(exc).__name__}")
                 continue
+            except (requests.RequestException, ValueError) as exc:
+                # A malformed URL or header: not worth retrying. Only the type is reported, as
+                # these messages quote the URL, and download URLs carry signed tokens.
+                msg = f"Could not {what}: {type(exc).__name__} (the request could not be sent)."
+                raise APIError(msg) from None
             status = response.status_code
             if status == 401 and token is not None:  # noqa: PLR2004
                 code = json_object(response).get("code", "")

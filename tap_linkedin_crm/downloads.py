@@ -140,8 +140,24 @@ class ExportDownloader:
                 yield from self._file_rows(export, position)
             except JobGoneError as exc:
                 LOGGER.warning("CRM instance %s: %s", export.urn, exc)
+                emitted_before = position.file_index > 0 or position.rows_done > 0
+                old_job_id = position.job_id
                 with self._interruptible():
                     job = self.coordinator.replace(export)
+                if emitted_before:
+                    # At least once: the new job exports the same window again, under a new
+                    # jobId, so a target cannot de-duplicate these rows by key.
+                    LOGGER.warning(
+                        "CRM instance %s: rows of export job %s up to file %d, row %d were "
+                        "already emitted; replacement job %s exports the same window, so those "
+                        "CRM records will be emitted again under jobId %s.",
+                        export.urn,
+                        old_job_id,
+                        position.file_index + 1,
+                        position.rows_done,
+                        job.job_id,
+                        job.job_id,
+                    )
                 position.job_id, position.file_index, position.rows_done = job.job_id, 0, 0
                 self.files = [FileStats() for _ in job.download_urls]
                 continue

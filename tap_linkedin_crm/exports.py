@@ -241,14 +241,11 @@ class ExportCoordinator:
         except LinkedInCRMError as exc:
             export.error = exc
             LOGGER.error("CRM instance %s: %s", export.urn, exc)  # noqa: TRY400 - no traceback
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a worker must report, never die silently
             # Only the type: transport errors quote URLs, and signed URLs carry tokens.
             msg = f"CRM instance {export.urn}: the export failed ({type(exc).__name__})."
             export.error = LinkedInCRMError(msg)
             LOGGER.error("%s", msg)  # noqa: TRY400 - no traceback
-        except BaseException as exc:  # a worker must report, never die silently
-            export.error = exc
-            LOGGER.exception("CRM instance %s: unexpected error", export.urn)
         finally:
             export.created.set()
             export.done.set()

@@ -109,6 +109,11 @@ class ExportJob:
         urls = payload.get("downloadUrls")
         if urls is None and payload.get("downloadUrl"):
             urls = [payload["downloadUrl"]]
+        if urls is None and status == JobStatus.COMPLETED:
+            # LinkedIn sends 1..N URLs with COMPLETED (a header-only file for an empty export):
+            # taking their absence for "no data" would move the bookmark past unseen rows.
+            msg = "completed export job response has no downloadUrls"
+            raise ValueError(msg)
         return cls(
             job_id=int(raw_id),
             status=status,

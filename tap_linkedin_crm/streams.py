@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing as t
 
 from singer_sdk import Stream
+from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, column_json_schema
@@ -215,6 +216,12 @@ class RecordsStream(CrmInstanceStream):
                 except LinkedInCRMError as exc:
                     run.fail(urn, exc)
                     self._remember_jobs(run)
+                except (AbortedSyncFailedException, AbortedSyncPausedException):
+                    raise  # the SDK's dry-run record limit (`--test`): not a failure
+                except Exception as exc:  # noqa: BLE001 - one instance must not stop the others
+                    # Only the type: such messages may quote URLs, which carry signed tokens.
+                    run.fail(urn, LinkedInCRMError(f"unexpected {type(exc).__name__}"))
+                    self._remember_jobs(run)
                 else:
                     if exports is not None:
                         exports.sync({INSTANCE_KEY: urn})
@@ -274,6 +281,15 @@ class RecordsStream(CrmInstanceStream):
                     position.file_index + 1,
                     position.rows_done,
                 )
+        elif in_flight.get("fileIndex") or in_flight.get("rowsDone"):
+            self.logger.warning(
+                "CRM instance %s: export job %s, partly emitted by the last run, was replaced by "
+                "job %s for the same window; its CRM records will be emitted again under the "
+                "new jobId.",
+                urn,
+                in_flight.get("jobId"),
+                job.job_id,
+            )
         state[IN_FLIGHT] = run.in_flight(export, position)
         downloader = run.downloader()
         emitted = yield from self._emit_rows(
@@ -297,7 +313,7 @@ class RecordsStream(CrmInstanceStream):
             done.bookmark,
         )
 
-    def _emit_rows(  # noqa: PLR0913 - the pieces of one instance's sync
+    def _emit_rows(  # noqa: C901, PLR0913, PLR0915 - the hot loop stays in one frame
         self,
         run: ExportRun,
         export: InstanceExport,
@@ -320,6 +336,7 @@ class RecordsStream(CrmInstanceStream):
         provenance_job: object = None
         provenance_file = -1
         check_stop = run.stopper.check
+        dry_run_limit = self.ABORT_AT_RECORD_COUNT  # set by `--test`
         try:
             for file_index, row_number, row in downloader.rows(export, position):
                 current = export.job
@@ -346,6 +363,11 @@ class RecordsStream(CrmInstanceStream):
                 yield row
                 # Only here, with `position` equal to what was written, may a stop cut in.
                 check_stop()
+                if dry_run_limit is not None and emitted >= dry_run_limit:
+                    if encoder is not None:
+                        encoder.flush()
+                    state[IN_FLIGHT] = run.in_flight(export, position)
+                    self._check_max_record_limit(emitted)  # raises the SDK's abort
                 if not emitted % STATE_EVERY_ROWS:
                     # The SDK's counter is told in batches: per row it costs a clock read.
                     counter.increment(emitted - counted)

@@ -211,3 +211,11 @@ def test_given_signed_url_when_redacted_then_query_gone() -> None:
         redact_url("https://www.linkedin.com/ambry/?x-li-ambry-ep=AQHk")
         == "https://www.linkedin.com/ambry/?<redacted>"
     )
+
+
+def test_given_unparsable_download_url_when_opened_then_api_error_without_the_token(
+    client: LinkedInClient,
+) -> None:
+    with pytest.raises(APIError, match="could not be sent") as info:
+        client.open_download("http://127.0.0.1:99999/ambry/?x-li-ambry-ep=SIGNEDSECRET")
+    assert "SIGNEDSECRET" not in str(info.value)

@@ -53,8 +53,17 @@ def test_given_crm_payload_when_parsed_then_all_seven_fields_kept() -> None:
 
 
 def test_given_no_next_start_when_bookmark_then_falls_back_to_export_end() -> None:
-    job = ExportJob.from_api({"jobId": 1, "status": "COMPLETED", "exportEndAt": 5})
+    job = ExportJob.from_api(
+        {"jobId": 1, "status": "COMPLETED", "exportEndAt": 5, "downloadUrls": ["https://x"]}
+    )
     assert job.bookmark == 5
+
+
+def test_given_completed_payload_without_urls_when_parsed_then_refused_not_taken_as_empty() -> None:
+    with pytest.raises(ValueError, match="no downloadUrls"):
+        ExportJob.from_api({"jobId": 1, "status": "COMPLETED", "exportEndAt": 5})
+    empty = ExportJob.from_api({"jobId": 1, "status": "COMPLETED", "downloadUrls": []})
+    assert empty.download_urls == ()
 
 
 def test_given_analytics_payload_when_parsed_then_single_url_and_id_map() -> None:

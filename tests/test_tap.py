@@ -248,3 +248,12 @@ def test_given_state_claiming_more_rows_than_the_file_has_when_resumed_then_inst
     entry = partitions(second.final_state)[DYNAMICS_INSTANCE]
     assert entry["nextExportStartAt"] == 1
     assert entry["inFlightJob"]["jobId"] == job_id
+
+
+def test_given_test_flag_when_run_then_stops_after_first_record_without_bookmark(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    result = run_tap(sandbox.tap_config(), args=["--test"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count('"type":"RECORD"') == 1
+    assert '"nextExportStartAt"' not in result.stdout
