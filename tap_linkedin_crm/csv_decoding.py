@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
@@ -10,6 +11,8 @@ import importlib.util
 import io
 import itertools
 import re
+import shutil
+import tempfile
 import typing as t
 import zlib
 from dataclasses import dataclass
@@ -418,6 +421,38 @@ def _open_lines(stream: t.IO[bytes]) -> Iterator[str]:
     first = first.removeprefix(UTF8_BOM)
     decode = bytes.decode
     return itertools.chain((decode(first),) if first else (), map(decode, buffered))
+
+
+@contextlib.contextmanager
+def verified_if_gzip(stream: t.IO[bytes]) -> Iterator[t.IO[bytes]]:
+    """Yield a stream of the same bytes; a gzip body is first checked whole.
+
+    gzip checks its CRC and length only at the end of the member, and a corrupt deflate stream
+    can inflate to wrong text before any error: rows read on the fly would be emitted, wrong,
+    and a retry would skip them. So a gzip body is copied to a temporary file (compressed, so
+    small), inflated once to check it, and only then handed to the decoder. Plain CSV streams
+    straight through.
+
+    Raises:
+        DownloadIncompleteError: The gzip body is truncated or corrupt (worth downloading again).
+    """
+    prefix = _read_at_least(stream, len(GZIP_MAGIC))
+    if prefix != GZIP_MAGIC:
+        yield t.cast("t.IO[bytes]", _ReplayingReader(prefix, stream))
+        return
+    with tempfile.TemporaryFile() as spool:
+        spool.write(prefix)
+        shutil.copyfileobj(stream, spool, READ_SIZE)
+        spool.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=spool, mode="rb") as check:
+                while check.read(READ_SIZE):
+                    pass
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            msg = f"the gzip file is truncated or corrupt ({type(exc).__name__})"
+            raise DownloadIncompleteError(msg) from None
+        spool.seek(0)
+        yield spool
 
 
 def _read_at_least(stream: t.IO[bytes], size: int) -> bytes:

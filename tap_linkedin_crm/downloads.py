@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import urllib3
 
 from tap_linkedin_crm.client import redact_url
-from tap_linkedin_crm.csv_decoding import CsvDecoder, HeaderInfo
+from tap_linkedin_crm.csv_decoding import CsvDecoder, HeaderInfo, verified_if_gzip
 from tap_linkedin_crm.errors import (
     DownloadExpiredError,
     DownloadIncompleteError,
@@ -256,23 +256,24 @@ class ExportDownloader:
         size = response.headers.get("Content-Length")
         started = last_report = time.monotonic()
         row_number = position.rows_done
-        for row in decoder.rows(t.cast("t.IO[bytes]", reader), skip_rows=position.rows_done):
-            row_number += 1
-            position.rows_done = row_number
-            yield index, row_number, row
-            if not row_number & 0x3FFF:
-                now = time.monotonic()
-                if now - last_report >= PROGRESS_EVERY_SECONDS:
-                    last_report = now
-                    LOGGER.info(
-                        "CRM instance %s: %s: %d rows, %.1f MB%s so far (%.0f rows/s).",
-                        export.urn,
-                        label,
-                        row_number,
-                        reader.bytes_read / 1e6,
-                        f" of {int(size) / 1e6:.1f} MB" if size else "",
-                        row_number / max(now - started, 1e-9),
-                    )
+        with verified_if_gzip(t.cast("t.IO[bytes]", reader)) as stream:
+            for row in decoder.rows(stream, skip_rows=position.rows_done):
+                row_number += 1
+                position.rows_done = row_number
+                yield index, row_number, row
+                if not row_number & 0x3FFF:
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_EVERY_SECONDS:
+                        last_report = now
+                        LOGGER.info(
+                            "CRM instance %s: %s: %d rows, %.1f MB%s so far (%.0f rows/s).",
+                            export.urn,
+                            label,
+                            row_number,
+                            reader.bytes_read / 1e6,
+                            f" of {int(size) / 1e6:.1f} MB" if size else "",
+                            row_number / max(now - started, 1e-9),
+                        )
         if decoder.rows_read < row_number:
             # Rows were emitted from an earlier transfer of this URL that this one lacks: the
             # file changed under us. Do not guess which rows are which.

@@ -19,6 +19,7 @@ from tap_linkedin_crm.csv_decoding import (
     HeaderInfo,
     _timestamp_caching,
     reference_rows,
+    verified_if_gzip,
 )
 from tap_linkedin_crm.errors import DownloadIncompleteError, MalformedCSVError
 
@@ -487,3 +488,27 @@ def test_timestamp_caches_never_change_a_result() -> None:
                 expected = "invalid" if cold == "invalid" else cold
                 (row,) = reference_rows(data, {"v": "timestamp"})
                 assert (row["v"] if INVALID_VALUES_KEY not in row else "invalid") == expected
+
+
+def test_given_gzip_corrupt_mid_stream_when_verified_then_no_row_yielded_before_error() -> None:
+    rows = [["id", "note"]] + [[str(i), f"note {i} " + "x" * (i % 50)] for i in range(20_000)]
+    data = gzip.compress(csv_bytes(rows))
+    rng = random.Random(11)
+    for _ in range(20):
+        corrupt = bytearray(data)
+        spot = rng.randrange(len(data) // 3, len(data) - 8)
+        corrupt[spot] ^= 1 << rng.randrange(8)
+        yielded = []
+        with (
+            pytest.raises(DownloadIncompleteError),
+            verified_if_gzip(io.BytesIO(bytes(corrupt))) as stream,
+        ):
+            yielded.extend(CsvDecoder({"id": "integer"}).rows(stream))
+        assert yielded == []
+
+
+def test_given_plain_or_good_gzip_when_verified_then_same_rows() -> None:
+    data = csv_bytes([["id"], ["1"], ["2"]])
+    for body in (data, gzip.compress(data)):
+        with verified_if_gzip(io.BytesIO(body)) as stream:
+            assert [r["id"] for r in CsvDecoder({"id": "integer"}).rows(stream)] == [1, 2]
