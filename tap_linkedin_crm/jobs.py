@@ -176,6 +176,8 @@ class Stopper:
         """Within the block, a stop also calls `callback` (which must be quick and not raise)."""
         key = object()
         self._callbacks[key] = callback
+        if self._event.is_set():
+            callback()  # the stop came before the block: do now what it would have done
         try:
             yield
         finally:

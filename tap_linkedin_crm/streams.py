@@ -440,7 +440,10 @@ class ExportsStream(CrmInstanceStream):
             "fileCount": {"type": "integer"},
             "rowCount": {
                 "type": ["integer", "null"],
-                "description": "Rows emitted; null when the records stream was not selected.",
+                "description": (
+                    "Rows this run emitted from the job (a resumed export counts only the rest); "
+                    "null when the records stream was not selected."
+                ),
             },
             "byteCount": {"type": ["integer", "null"]},
             "attempts": {"type": "integer"},
