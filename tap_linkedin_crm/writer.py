@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import stat
 import sys
@@ -22,6 +21,11 @@ import typing as t
 
 import orjson
 from singer_sdk.singerlib.encoding import SimpleSingerWriter
+
+try:  # POSIX only: on other systems the pipe simply keeps its size
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -99,7 +103,7 @@ class BufferedSingerWriter(SimpleSingerWriter):
             if fd == self._piped_fd:
                 return
             self._piped_fd = fd
-            set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+            set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only (None without fcntl)
             if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
                 fcntl.fcntl(fd, set_size, PIPE_BYTES)
 
