@@ -483,6 +483,8 @@ class _ReplayingReader(io.RawIOBase):
             view[:size] = self._prefix[:size]
             self._prefix = self._prefix[size:]
             return size
+        if isinstance(self._source, _ReplayingReader):
+            return self._source.readinto(view)  # nested replay: no extra copy
         data = self._source.read(len(view))
         size = len(data)
         view[:size] = data
