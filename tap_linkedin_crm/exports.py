@@ -58,6 +58,7 @@ class InstanceExport:
     job: ExportJob | None = None
     attempt: int = 1
     created_at: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
     completed_at: int | None = None
     polls: int = 0
     error: BaseException | None = None
@@ -223,8 +224,7 @@ class ExportCoordinator:
                 "up. The bookmark was not moved; run the sync again later."
             )
             raise JobFailedError(msg)
-        export.attempt += 1
-        self._create(export)
+        self._create(export, attempt=export.attempt + 1)
         self._run_to_completion(export)
         assert export.job is not None  # noqa: S101 - _run_to_completion sets it or raises
         return export.job
@@ -285,11 +285,13 @@ class ExportCoordinator:
                 return
         self._create(export)
 
-    def _create(self, export: InstanceExport) -> None:
+    def _create(self, export: InstanceExport, attempt: int | None = None) -> None:
         plan = export.plan
-        export.job = None
-        export.job_id = self.endpoints.create_job(plan.instance_urn, plan.export_start_at)
-        export.created_at = self.wall_ms()
+        job_id = self.endpoints.create_job(plan.instance_urn, plan.export_start_at)
+        with export.lock:  # the main thread snapshots these together for the state
+            export.job, export.job_id, export.created_at = None, job_id, self.wall_ms()
+            if attempt is not None:
+                export.attempt = attempt
         LOGGER.info(
             "CRM instance %s: created export job %s (attempt %d of %d, exportStartAt=%d).",
             plan.instance_urn,
@@ -346,5 +348,4 @@ class ExportCoordinator:
                 export.attempt + 1,
                 self.max_attempts,
             )
-            export.attempt += 1
-            self._create(export)
+            self._create(export, attempt=export.attempt + 1)

@@ -109,12 +109,13 @@ class ExportRun:
         self, export: InstanceExport, position: Position | None = None
     ) -> dict[str, t.Any]:
         """The state entry that lets the next run resume this export where it stopped."""
-        entry: dict[str, t.Any] = {
-            "jobId": export.job_id,
-            "exportStartAt": export.plan.export_start_at,
-            "createdAt": export.created_at,
-            "attempt": export.attempt,
-        }
+        with export.lock:  # a worker may be replacing the job right now
+            entry: dict[str, t.Any] = {
+                "jobId": export.job_id,
+                "exportStartAt": export.plan.export_start_at,
+                "createdAt": export.created_at,
+                "attempt": export.attempt,
+            }
         if position is not None and position.job_id == export.job_id:
             entry["fileIndex"] = position.file_index
             entry["rowsDone"] = position.rows_done
