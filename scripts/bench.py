@@ -3,7 +3,7 @@
 What one run does, on this machine:
 
 1. Starts the LinkedIn sandbox in-process (a background thread) serving one export of `--rows` rows
-   (12 columns, ~220 bytes a row, plain CSV, one file per instance).
+   (12 columns, ~230 bytes a row, plain CSV, one file per instance).
 2. Runs the real `tap-linkedin-crm` process (all streams selected, no stream maps) with its stdout
    through a pipe into a consumer process that counts lines.
 3. Downloads the same CSV once to a temporary file and runs two baselines over it, also piped into

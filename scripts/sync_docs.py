@@ -234,8 +234,8 @@ def readme_sections(about_info: t.Mapping[str, t.Any], markdown: str) -> dict[st
         "Secrets (`sensitive: true` in meltano.yml, never logged): "
         + ", ".join(f"`{s}`" for s in secrets)
         + ". Every setting can also be given as an environment variable, "
-        "`TAP_LINKEDIN_CRM_<SETTING NAME IN CAPITALS>`, with Meltano or with "
-        "`tap-linkedin-crm --config ENV`."
+        "`TAP_LINKEDIN_CRM_<SETTING NAME IN CAPITALS>`, with Meltano (except the number "
+        "settings, see Troubleshooting) or with `tap-linkedin-crm --config ENV`."
     )
     return {"capabilities": capabilities, "settings": f"{table}\n\n{note}"}
 

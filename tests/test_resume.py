@@ -193,6 +193,7 @@ def assert_resumed_jobs_polled_not_created(
 ) -> None:
     """Each in-flight job of `state` is fetched again, not created anew (issue 4 item 1)."""
     later = sb.requests[since:]
+    assert in_flight(state, BIG) is not None, "the big export was not in flight"
     for urn in (SMALL, BIG):
         job = in_flight(state, urn)
         if job is None:

@@ -90,6 +90,7 @@ def test_meltano_run_into_duckdb_lands_every_row_typed_then_incremental(
     bookmarks = helpers.instance_bookmarks(meltano.state(DUCKDB_STATE_ID))
     meltano.run_ok("run", "tap-linkedin-crm", "target-duckdb")
     second_jobs = sorted(set(sandbox.jobs) - set(first_jobs))
+    assert len(second_jobs) == len(sandbox.scenario.instances)
     for urn, job in helpers.jobs_by_instance(sandbox, second_jobs).items():
         assert job["exportStartAt"] == bookmarks[urn], urn
     landed = helpers.query_duckdb(meltano.duckdb_file, queries)
