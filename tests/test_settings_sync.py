@@ -39,7 +39,7 @@ def config_schema() -> dict[str, t.Any]:
     In this process the SDK may already have added its built-in settings (stream_maps, ...) to
     the dict shared with `TapLinkedInCRM.config_jsonschema` when some test created a tap.
     """
-    code = "import json; from tap_linkedin_crm.settings import CONFIG_SCHEMA; "
+    code = "import json; from tap_linkedin_crm.tap import CONFIG_SCHEMA; "
     code += "print(json.dumps(CONFIG_SCHEMA))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return t.cast("dict[str, t.Any]", json.loads(proc.stdout))
