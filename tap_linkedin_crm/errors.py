@@ -25,7 +25,7 @@ class AuthenticationError(APIError):
 
 
 class PermissionDeniedError(APIError):
-    """The app may not read this CRM instance (403): `r_sales_nav_validation` is missing."""
+    """The app or member may not read this resource (403): a permission or access is missing."""
 
 
 class NotFoundError(APIError):
@@ -60,6 +60,10 @@ class JobFailedError(LinkedInCRMError):
     """Every attempt at an export job ended in a `FAILED_*` status."""
 
 
+class MalformedResponseError(APIError):
+    """LinkedIn answered 2xx with a body the tap cannot read (not JSON, not an object, no id)."""
+
+
 class JobTimeoutError(LinkedInCRMError):
     """An export job did not finish within `job_timeout`; the bookmark was left where it was."""
 
@@ -73,4 +77,16 @@ class SyncInterruptedError(LinkedInCRMError):
 
 
 class SyncFailedError(LinkedInCRMError):
-    """Some CRM instances failed; the others were synced and their bookmarks moved."""
+    """Some exports failed; the others were synced and their bookmarks moved."""
+
+
+class ConsumerGoneError(LinkedInCRMError):
+    """stdout was closed: the target (or whatever reads the tap) exited; nothing more is sent."""
+
+
+class InvalidStateError(LinkedInCRMError):
+    """The state given to the tap is not one it wrote (or can read); it says what is wrong."""
+
+
+class NetworkError(ServerError):
+    """No HTTP answer at all (refused, reset, timed out, name not found), after the retries."""

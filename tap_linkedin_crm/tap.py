@@ -1,11 +1,16 @@
-"""TapLinkedInCRM: the settings schema, the streams, and clean exits for known failures."""
+"""TapLinkedInCRM: the settings schema, the streams, and the sync the tap runs itself."""
 
 from __future__ import annotations
 
 import copy
+import io
+import json
 import logging
+import re
 import sys
+import threading
 import typing as t
+from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -13,20 +18,38 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, DEFAULT_COLUMN_TYPES, ColumnType
+from tap_linkedin_crm.engine.state import normalize_state
+from tap_linkedin_crm.engine.stopper import EXIT_INTERRUPTED, Stopper, stop_on_signals
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
-from tap_linkedin_crm.settings import DEFAULT_API_URL, DEFAULT_TOKEN_URL, RESERVED_FIELDS
-from tap_linkedin_crm.streams import CrmInstanceStream, ExportsStream, RecordsStream
-from tap_linkedin_crm.writer import BufferedSingerWriter
+from tap_linkedin_crm.output.handoff import END, HandoffOutput
+from tap_linkedin_crm.output.singer import SingerOutput
+from tap_linkedin_crm.output.writer import BufferedSingerWriter
+from tap_linkedin_crm.settings import (
+    DEFAULT_API_URL,
+    DEFAULT_TOKEN_URL,
+    RESERVED_FIELDS,
+    Settings,
+    environment_config,
+    load_settings,
+    secret_settings,
+)
+from tap_linkedin_crm.streams import STREAM_SPECS, ExportStream
+from tap_linkedin_crm.sync import run_sync
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+    from collections.abc import Iterator
+    from pathlib import PurePath
 
-    from tap_linkedin_crm.run import ExportRun
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
+    from singer_sdk.singerlib import Catalog
 
 LOGGER = logging.getLogger("tap-linkedin-crm")
-
-#: Exit status of a sync stopped by SIGTERM/Ctrl-C (its last STATE resumes it).
-EXIT_INTERRUPTED = 130
+_CONFIG_KEY = re.compile(r"config\['([^']+)'\]")
 
 #: The settings: the single source of truth. meltano.yml, the README settings table,
 #: `.env.example` and `catalog.json` are generated from the tap (`make docs`), and
@@ -35,11 +58,12 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     th.Property(
         "crm_instance_ids",
         th.ArrayType(th.StringType),
-        required=True,
         title="CRM instance URNs",
         description=(
             "CRM instances to export, as URNs: `urn:li:crmInstance:(DYNAMICS,<org guid>)` or "
-            "`urn:li:crmInstance:(SFDC,<org id>)`. Each one gets its own export job and bookmark."
+            "`urn:li:crmInstance:(SFDC,<org id>)`. Each one gets its own export job and bookmark. "
+            "Needed for the CRM Data Validation streams. From the environment: a JSON array, or "
+            "URNs separated by spaces or `;`."
         ),
     ),
     th.Property(
@@ -126,6 +150,16 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         description="How many jobs to try per instance when LinkedIn reports `FAILED_*`.",
     ),
     th.Property(
+        "max_jobs_in_flight",
+        th.IntegerType(minimum=1),
+        default=100,
+        title="Jobs in flight",
+        description=(
+            "Export jobs that may exist at once (created and not yet fully emitted). All jobs are "
+            "created at the start of a sync up to this many; the rest as earlier ones finish."
+        ),
+    ),
+    th.Property(
         "request_timeout",
         th.NumberType(exclusive_minimum=0),
         default=300,
@@ -168,7 +202,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
 
 
 class TapLinkedInCRM(Tap):
-    """Singer tap for LinkedIn Sales Navigator CRM Data Validation exports."""
+    """Singer tap for LinkedIn Sales Navigator export APIs (CRM Data Validation)."""
 
     name = "tap-linkedin-crm"
     # A copy: the SDK adds its built-in settings (stream_maps, ...) to the tap's schema dict.
@@ -180,13 +214,66 @@ class TapLinkedInCRM(Tap):
         PluginCapabilities.ABOUT,
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    #: The SDK's writer plus a buffered channel for the records stream's pre-encoded lines.
+    #: The SDK's writer in binary, plus blocks of RECORD lines encoded by the Singer output.
     message_writer_class = BufferedSingerWriter
 
-    #: The sync in progress; set by the records stream, which drives every export job.
-    export_run: ExportRun | None = None
+    def __init__(  # noqa: PLR0913 - the SDK's constructor arguments
+        self,
+        *,
+        config: dict[str, t.Any] | PurePath | str | list[PurePath | str] | None = None,
+        catalog: PurePath | str | dict[str, t.Any] | Catalog | None = None,
+        state: PurePath | str | dict[str, t.Any] | None = None,
+        parse_env_config: bool = False,
+        validate_config: bool = True,
+        setup_mapper: bool = True,
+        message_writer: BufferedSingerWriter | None = None,
+    ) -> None:
+        """The SDK's constructor, with settings from the environment typed by the schema.
+
+        Configuration errors never quote the value of a secret setting.
+
+        Raises:
+            ConfigValidationError: The configuration is invalid (every problem listed).
+        """
+        problems: list[str] = []
+        if parse_env_config:
+            # Typed here (numbers, booleans, lists without splitting URNs at their commas);
+            # the environment overrides files, as in the SDK.
+            found, problems = environment_config(self.config_jsonschema, _env_prefix(self.name))
+            merged = dict(config) if isinstance(config, dict) else {}
+            if config is not None and not isinstance(config, dict):
+                merged = _read_config_files(config)
+            config = {**merged, **found}
+        try:
+            if problems:
+                summary = "Config validation failed"
+                raise ConfigValidationError(summary, errors=problems)  # noqa: TRY301
+            super().__init__(
+                config=config,
+                catalog=catalog,
+                state=state,
+                parse_env_config=False,
+                validate_config=validate_config,
+                setup_mapper=setup_mapper,
+                message_writer=message_writer,
+            )
+        except ConfigValidationError as exc:
+            raise _without_secret_values(exc, secret_settings(CONFIG_SCHEMA)) from None
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """Check the given state (and unwrap Meltano's wrapper) before the SDK merges it.
+
+        Raises:
+            InvalidStateError: The state is not one this tap wrote.
+        """
+        clean, notes = normalize_state(state)
+        for note in notes:
+            LOGGER.info("%s", note)
+        super().load_state(clean)
 
     @property
     def column_types(self) -> dict[str, ColumnType]:
@@ -197,18 +284,88 @@ class TapLinkedInCRM(Tap):
                 types[str(column)] = t.cast("ColumnType", type_name)
         return types
 
-    def discover_streams(self) -> list[CrmInstanceStream]:
-        """The records stream, and its child the exports stream (one record per finished job)."""
-        return [RecordsStream(self), ExportsStream(self)]
+    @cached_property
+    def settings(self) -> Settings:
+        """The validated settings (checked when first used: at the start of a sync)."""
+        return load_settings(self.config, CONFIG_SCHEMA)
+
+    @override
+    def discover_streams(self) -> list[ExportStream]:
+        """Every stream, declared by its spec."""
+        column_types = self.column_types
+        return [ExportStream(self, spec, column_types) for spec in STREAM_SPECS]
+
+    def selected_streams(self) -> list[ExportStream]:
+        """The streams the catalog selects, in declaration order."""
+        return [
+            stream
+            for stream in self.streams.values()
+            if isinstance(stream, ExportStream) and stream.selected
+        ]
+
+    # The SDK marks sync_all final; it is the public seam that lets the tap own the whole run
+    # (every stream's jobs created at the start, one poll scheduler, one signal policy).
+    @override  # type: ignore[misc]
+    def sync_all(self) -> None:
+        """Run every selected stream's exports; write SCHEMA, RECORD and STATE messages.
+
+        Raises:
+            ConfigValidationError: The settings or stream maps are invalid (before any job).
+            SyncFailedError: Some partitions failed; the others were synced.
+            SyncInterruptedError: SIGTERM/Ctrl-C; the last STATE resumes the sync.
+        """
+        settings = self.settings
+        streams = self.selected_streams()
+        output = SingerOutput(self, t.cast("BufferedSingerWriter", self.message_writer))
+        stopper = Stopper()
+        with stop_on_signals(stopper):
+            run_sync(settings, streams, output, t.cast("dict[str, t.Any]", self.state), stopper)
+        for stream in streams:
+            stream.log_sync_costs()
+
+    def records_for(self, stream: ExportStream, limit: int | None) -> Iterator[dict[str, t.Any]]:
+        """One stream's records (at most `limit`) from a run that keeps no state (`--test`).
+
+        The run works in a helper thread and hands records over a bounded queue.
+        """
+        stopper = Stopper()
+        output = HandoffOutput(stream.name, limit, stopper)
+        state = copy.deepcopy(dict(self.state))
+        errors: list[BaseException] = []
+        settings = self.settings
+
+        def work() -> None:
+            try:
+                run_sync(settings, [stream], output, state, stopper)
+            except SyncInterruptedError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                errors.append(exc)
+            finally:
+                output.queue.put(END)
+
+        worker = threading.Thread(target=work, name=f"records-{stream.name}", daemon=True)
+        worker.start()
+        try:
+            while (record := output.queue.get()) is not END:
+                yield t.cast("dict[str, t.Any]", record)
+        finally:
+            stopper.stop()
+            worker.join(timeout=5.0)
+        if errors:
+            raise errors[0]
 
     @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # noqa: ANN401 - passes the CLI's arguments through
+    @override
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
         """Run the CLI; known failures end with a clear message and a non-zero exit, no traceback.
 
         Raises:
-            SystemExit: 1 for failed instances or configuration errors, 130 when interrupted.
+            SystemExit: 1 for failed exports or configuration errors, 130 when interrupted.
         """
         try:
+            for name in ("state", "catalog"):
+                kwargs[name] = _checked_json_file(kwargs.get(name), name)
             super().invoke(*args, **kwargs)
         except SyncInterruptedError:
             LOGGER.error(  # noqa: TRY400 - the message is the whole story
@@ -224,3 +381,54 @@ class TapLinkedInCRM(Tap):
             LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
             sys.stderr.flush()
             raise SystemExit(1) from None
+
+
+def _env_prefix(name: str) -> str:
+    return f"{name.upper().replace('-', '_')}_"
+
+
+def _read_config_files(config: PurePath | str | list[PurePath | str]) -> dict[str, t.Any]:
+    paths = config if isinstance(config, list) else [config]
+    merged: dict[str, t.Any] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - str or PurePath
+            merged |= json.load(handle)
+    return merged
+
+
+def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
+    """Read a `--state`/`--catalog` file once, so a broken one gives one clear line.
+
+    Raises:
+        LinkedInCRMError: The file is not JSON.
+    """
+    if handle is None:
+        return None
+    text = handle.read()
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = (
+            f"The --{name} file is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}); pass the file the tap's last STATE message (or --discover) gave."
+        )
+        raise LinkedInCRMError(msg) from None
+    return io.StringIO(text)
+
+
+def _without_secret_values(
+    error: ConfigValidationError, secrets: frozenset[str]
+) -> ConfigValidationError:
+    """The same error, with any message about a secret setting replaced by one without its value."""
+    cleaned = []
+    for message in error.errors:
+        names = set(_CONFIG_KEY.findall(message)) & secrets
+        if names or any(name in message for name in secrets):
+            name = next(iter(names or [n for n in secrets if n in message]))
+            cleaned.append(
+                f"{name}: invalid value (the value of this secret setting is not shown); "
+                "it must be a string."
+            )
+        else:
+            cleaned.append(message)
+    return ConfigValidationError(str(error), errors=cleaned)

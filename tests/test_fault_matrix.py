@@ -35,7 +35,7 @@ from faultkit import (
 )
 
 from tap_linkedin_crm.auth import StaticTokenProvider
-from tap_linkedin_crm.client import LinkedInClient
+from tap_linkedin_crm.transport import LinkedInClient
 from tap_linkedin_crm.errors import APIError
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,

@@ -35,12 +35,14 @@ from faultkit import (
 )
 
 from tap_linkedin_crm.auth import StaticTokenProvider
-from tap_linkedin_crm.client import LinkedInClient
+from tap_linkedin_crm.transport import LinkedInClient
 from tap_linkedin_crm.columns import DEFAULT_COLUMN_TYPES
-from tap_linkedin_crm.downloads import ExportDownloader, Position
+from tap_linkedin_crm.engine.downloads import ExportDownloader, Position
+from tap_linkedin_crm.engine.scheduler import TrackedJob
+from tap_linkedin_crm.engine.stopper import Stopper
 from tap_linkedin_crm.errors import SyncInterruptedError
-from tap_linkedin_crm.exports import ExportPlan, InstanceExport
-from tap_linkedin_crm.jobs import ExportJob, Stopper
+from tap_linkedin_crm.jobs import ExportJob
+from tap_linkedin_crm.kinds.base import ExportTask, Partition, Window
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,
     SFDC_INSTANCE,
@@ -49,7 +51,7 @@ from tap_linkedin_crm.sandbox import (
     Sandbox,
     Scenario,
 )
-from tap_linkedin_crm.streams import STATE_EVERY_ROWS
+from tap_linkedin_crm.output.singer import STATE_EVERY_ROWS
 
 if t.TYPE_CHECKING:
     import subprocess
@@ -427,7 +429,8 @@ def test_stop_unblocks_a_download_stalled_mid_body() -> None:
         api_url=f"{base}/v2", tokens=StaticTokenProvider("t"), timeout=60, sleep=stopper.sleep
     )
     job = ExportJob(job_id=1, status="COMPLETED", download_urls=(f"{base}/file",))
-    export = InstanceExport(plan=ExportPlan(BIG, 0), job_id=1, job=job)
+    task = ExportTask(Partition({"crmInstanceId": BIG}, f"CRM instance {BIG}", BIG), Window(0))
+    export = TrackedJob(task=task, kind=t.cast("t.Any", None), job_id=1, job=job)
     downloader = ExportDownloader(
         client, t.cast("t.Any", None), DEFAULT_COLUMN_TYPES, sleep=stopper.sleep, stopper=stopper
     )

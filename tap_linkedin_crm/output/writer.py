@@ -1,19 +1,18 @@
-"""A Singer message writer with a buffered channel for pre-encoded RECORD lines.
+"""The Singer message writer: SDK messages as the SDK encodes them, RECORD lines in large blocks.
 
-The SDK's writer serializes every message with simplejson and flushes stdout after each line;
-for millions of records that costs more than reading the export. `BufferedSingerWriter` keeps
-that behaviour for every message the SDK writes (SCHEMA, STATE, the exports stream's records), and
-adds `write_lines` and `write_block` for RECORD lines the records stream encodes itself (see
-`RecordsStream._record_line_encoder`). Those lines are written in large blocks.
-
-Ordering: every SDK message first flushes the buffered lines, so a STATE message never reaches
-stdout before the records it covers.
+The SDK's writer serializes every message with simplejson and flushes stdout after each line; for
+millions of records that costs more than reading the export. `BufferedSingerWriter` keeps that
+encoding for every message the SDK builds (SCHEMA, STATE), and adds `write_block` for RECORD lines
+`RecordLineEncoder` encodes with orjson. Every message first flushes what came before it, so a
+STATE never reaches stdout before the records it covers. A closed stdout (the target exited) raises
+`ConsumerGoneError` at once, instead of failing whatever happens to write next.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
 import stat
 import sys
@@ -21,6 +20,8 @@ import typing as t
 
 import orjson
 from singer_sdk.singerlib.encoding import SimpleSingerWriter
+
+from tap_linkedin_crm.errors import ConsumerGoneError
 
 try:  # POSIX only: on other systems the pipe simply keeps its size
     import fcntl
@@ -41,45 +42,57 @@ _dumps = orjson.dumps
 
 
 class BufferedSingerWriter(SimpleSingerWriter):
-    """The SDK's simple writer, plus buffered writing of already-encoded lines."""
+    """The SDK's simple writer, writing in binary, plus whole blocks of encoded RECORD lines."""
 
     def __init__(self) -> None:
-        """Start with an empty buffer."""
+        """Nothing written yet."""
         super().__init__()
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
         self._piped_fd: int | None = None
 
-    def write_lines(self, lines: list[bytes]) -> None:
-        """Queue encoded message lines, each ending in a newline; the caller may reuse `lines`.
-
-        They reach stdout at the latest when the next SDK message is written or `flush` is
-        called, and as soon as `FLUSH_BYTES` are pending.
-        """
-        self._pending += lines
-        self._pending_bytes += sum(map(len, lines))
-        if self._pending_bytes >= FLUSH_BYTES:
-            self.flush()
-
     def write_block(self, block: bytes | bytearray) -> None:
-        """Write encoded message lines (a whole number of them) now, after any pending ones.
+        """Write encoded message lines (a whole number of them) now; `block` may be reused after.
 
-        The caller may reuse `block` once this returns.
+        Raises:
+            ConsumerGoneError: stdout was closed.
         """
-        if self._pending:
-            self.flush()
         self._write(block)
 
-    def flush(self) -> None:
-        """Write the pending lines to stdout (binary when stdout has a buffer) and flush it."""
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_bytes = 0
-        self._write(data)
+    def write_message(self, message: Message) -> None:
+        """Write one SDK message, encoded as the SDK does.
+
+        Raises:
+            ConsumerGoneError: stdout was closed.
+        """
+        self._write((self.format_message(message) + "\n").encode("utf-8"))
 
     def _write(self, data: bytes | bytearray) -> None:
+        try:
+            self._write_out(data)
+        except BrokenPipeError:
+            self._consumer_gone()
+        except OSError as exc:
+            if exc.errno not in {errno.EPIPE, errno.EBADF}:
+                raise
+            self._consumer_gone()
+
+    @staticmethod
+    def _consumer_gone() -> t.NoReturn:
+        """stdout is closed: say so, and keep Python's exit-time flush from failing on it too.
+
+        Raises:
+            ConsumerGoneError: Always.
+        """
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        msg = (
+            "stdout was closed: the target (or whatever reads the tap's output) exited or "
+            "stopped reading. The sync stops here; the last STATE the target saw resumes it."
+        )
+        raise ConsumerGoneError(msg) from None
+
+    def _write_out(self, data: bytes | bytearray) -> None:
         out = sys.stdout  # looked up each time: tests and runners replace it
         binary = getattr(out, "buffer", None)
         if binary is None:
@@ -106,11 +119,6 @@ class BufferedSingerWriter(SimpleSingerWriter):
             set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only (None without fcntl)
             if set_size is not None and stat.S_ISFIFO(os.fstat(fd).st_mode):
                 fcntl.fcntl(fd, set_size, PIPE_BYTES)
-
-    def write_message(self, message: Message) -> None:
-        """Write one SDK message, after the pending lines."""
-        self.flush()
-        super().write_message(message)
 
 
 class RecordLineEncoder:

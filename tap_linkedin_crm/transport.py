@@ -1,11 +1,12 @@
-"""HTTP client for LinkedIn's export job endpoints: requests, retries, errors. No Singer here.
+"""HTTP transport to LinkedIn: requests, retries, error mapping, redaction. No Singer, no resources.
 
 Retries cover connection errors, bodies cut short, 5xx and 429 (honouring `Retry-After`), including
 those of the token endpoint. LinkedIn's daily quota 429 gives up after a couple of tries, since it
 resets only at UTC midnight, and then no further API call is made in this run (downloads, which do
 not count against it, go on). A 401 for an expired token renews the token once. URLs are logged
 without their query string (download URLs carry a signed token there), and the Authorization header
-goes only to the API's origin and to https LinkedIn hosts.
+goes only to the API's origin and to https LinkedIn hosts. Which resources exist, and what their
+bodies mean, is the export kinds' business (`tap_linkedin_crm.kinds`).
 """
 
 from __future__ import annotations
@@ -21,29 +22,27 @@ import urllib.parse
 import backoff
 import requests
 
-from tap_linkedin_crm.auth import json_object
 from tap_linkedin_crm.errors import (
     APIError,
     AuthenticationError,
     DownloadExpiredError,
+    MalformedResponseError,
+    NetworkError,
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitedError,
     ServerError,
 )
-from tap_linkedin_crm.jobs import ExportJob
 from tap_linkedin_crm.settings import is_loopback
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from tap_linkedin_crm.auth import TokenProvider
 
-LOGGER = logging.getLogger("tap_linkedin_crm.client")
+LOGGER = logging.getLogger("tap_linkedin_crm.transport")
 
-CRM_VALIDATION_JOBS = "crmDataValidationExportJobs"
-PERMISSION = "r_sales_nav_validation"
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
 #: Tries of a daily-quota 429 before the sync stops: the quota resets only at UTC midnight.
 QUOTA_MAX_TRIES = 3
@@ -93,7 +92,7 @@ def redact_url(url: str) -> str:
 
 
 class LinkedInClient:
-    """Calls the export job endpoints of one API base URL with one token provider."""
+    """Sends requests to one API base URL with one token provider, and streams downloads."""
 
     def __init__(  # noqa: PLR0913 - all are real, independent inputs
         self,
@@ -123,50 +122,61 @@ class LinkedInClient:
         self.retry_delay = retry_delay
         self._api_origin = _origin(self.api_url)
         self._lock = threading.Lock()
-        self.calls = 0
         # Daily-quota 429s seen since the last API success, across threads; at QUOTA_MAX_TRIES
         # the quota counts as spent and no further API call is made.
         self._quota_hits = 0
         self._quota_spent = False
 
-    # Export job endpoints -----------------------------------------------------------------
+    # API calls -----------------------------------------------------------------------------
 
-    def create_crm_validation_job(self, instance_urn: str, export_start_at: int) -> int:
-        """POST a CRM data validation export job; returns LinkedIn's job id (`X-RestLi-Id`).
+    def call(  # noqa: PLR0913 - all are real, independent inputs
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: dict[str, t.Any] | None = None,
+        permission: str | None = None,
+    ) -> requests.Response:
+        """Send one API request (with retries); return the 2xx response, its body read.
 
-        Raises:
-            APIError: LinkedIn refused the job (the subclass says why).
-        """
-        url = f"{self.api_url}/{CRM_VALIDATION_JOBS}?crmInstanceId={_quote(instance_urn)}"
-        with self._request(
-            "POST",
-            url,
-            json={"exportStartAt": int(export_start_at)},
-            what=f"create export job for {instance_urn}",
-        ) as response:
-            if response.status_code in (200, 201):
-                return _job_id_from_headers(response, instance_urn)
-            raise self._error(response, f"Creating an export job for {instance_urn}")
-
-    def get_crm_validation_job(self, instance_urn: str, job_id: int) -> ExportJob:
-        """GET an export job's current status and, once completed, its download URLs.
+        `path` is relative to the API base URL; `params` values are percent-encoded whole (a URN's
+        `:`, `(` and `,` too, as LinkedIn's docs require). `what` says what the call does, for
+        messages ("create an export job for <urn>"); `permission` is named when LinkedIn
+        answers 403.
 
         Raises:
-            NotFoundError: The job does not exist (or is older than 7 days).
-            APIError: Any other refusal.
+            APIError: LinkedIn refused the request (the subclass says why) or could not be reached.
         """
-        url = (
-            f"{self.api_url}/{CRM_VALIDATION_JOBS}/{int(job_id)}"
-            f"?crmInstanceId={_quote(instance_urn)}"
+        url = f"{self.api_url}/{path.lstrip('/')}"
+        if params:
+            url += "?" + "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params.items())
+        with self._request(method, url, json=json, what=what) as response:
+            if response.status_code < 300:  # noqa: PLR2004
+                _ = response.content  # read it whole before the connection goes back to the pool
+                return response
+            raise self._error(response, what, permission)
+
+    def call_json(  # noqa: PLR0913 - all are real, independent inputs
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, str] | None = None,
+        json: dict[str, t.Any] | None = None,
+        permission: str | None = None,
+    ) -> dict[str, t.Any]:
+        """`call`, then the body as a JSON object.
+
+        Raises:
+            MalformedResponseError: The body is not JSON, or not a JSON object.
+        """
+        response = self.call(
+            method, path, what=what, params=params, json=json, permission=permission
         )
-        with self._request("GET", url, what=f"get export job {job_id}") as response:
-            if response.status_code == 200:  # noqa: PLR2004
-                try:
-                    return ExportJob.from_api(response.json(), job_id=job_id)
-                except ValueError:
-                    msg = f"LinkedIn sent an unreadable description of export job {job_id}."
-                    raise APIError(msg, status=response.status_code) from None
-            raise self._error(response, f"Reading export job {job_id} of {instance_urn}")
+        return json_object_body(response, what)
 
     def open_download(self, url: str) -> requests.Response:
         """Start streaming one export file. The caller reads `raw` and closes the response.
@@ -208,7 +218,7 @@ class LinkedInClient:
                     f"{response.status_code}: it has expired or is unknown."
                 )
                 raise DownloadExpiredError(msg, status=response.status_code)
-            raise self._error(response, f"Downloading {redact_url(url)}")
+            raise self._error(response, f"download {redact_url(url)}", None)
 
     # Plumbing -----------------------------------------------------------------------------
 
@@ -283,8 +293,6 @@ class LinkedInClient:
                     raise
                 self._wait(next(delays), what, f"No access token ({exc})")
                 continue
-            with self._lock:
-                self.calls += 1
             try:
                 response = self.session.request(
                     method,
@@ -297,13 +305,14 @@ class LinkedInClient:
                 )
             except TRANSIENT_ERRORS as exc:
                 failures += 1
+                cause = describe_network_error(exc, url, self.timeout)
                 if failures > self.max_retries:
                     msg = (
-                        f"Could not {what}: {type(exc).__name__} after {failures} tries "
-                        "(request_max_retries). Check the network and api_url."
+                        f"Could not {what}: {cause}, {failures} tries (request_max_retries). "
+                        "Check the network, proxies and api_url."
                     )
-                    raise ServerError(msg) from None
-                self._wait(next(delays), what, f"{type(exc).__name__}")
+                    raise NetworkError(msg) from None
+                self._wait(next(delays), what, cause)
                 continue
             except (requests.RequestException, ValueError) as exc:
                 # A malformed URL or header: not worth retrying. Only the type is reported, as
@@ -374,22 +383,85 @@ class LinkedInClient:
         LOGGER.warning("%s while trying to %s; retrying in %.2f s.", reason, what, seconds)
         self.sleep(seconds)
 
-    def _error(self, response: requests.Response, doing: str) -> APIError:
+    def _error(self, response: requests.Response, doing: str, permission: str | None) -> APIError:
         """Turn a non-retriable error response into the exception a user can act on."""
         status = response.status_code
         body = json_object(response)
         detail = str(body.get("message") or body.get("error_description") or "").strip()
         detail = f": {detail}" if detail else ""
         if status == 403:  # noqa: PLR2004
+            needs = f"the {permission} permission" if permission else "access"
             msg = (
-                f"{doing} was refused (HTTP 403{detail}). The LinkedIn app needs the "
-                f"{PERMISSION} permission and CRM Sync access to this instance; ask your LinkedIn "
-                "partner contact or Sales Navigator admin to grant it."
+                f"LinkedIn refused to {doing} (HTTP 403{detail}). The app (or member) needs "
+                f"{needs} for this resource; ask your LinkedIn partner contact or Sales Navigator "
+                "admin to grant it."
             )
             return PermissionDeniedError(msg, status=status)
         if status == 404:  # noqa: PLR2004
-            return NotFoundError(f"{doing}: not found (HTTP 404{detail}).", status=status)
-        return APIError(f"{doing} failed with HTTP {status}{detail}.", status=status)
+            return NotFoundError(f"Could not {doing}: not found (HTTP 404{detail}).", status=status)
+        if 300 <= status < 400:  # noqa: PLR2004
+            location = response.headers.get("Location", "")
+            target = redact_url(location) if location else "nowhere"
+            msg = f"Could not {doing}: LinkedIn redirected (HTTP {status}) to {target}."
+            return APIError(msg, status=status)
+        return APIError(f"Could not {doing}: HTTP {status}{detail}.", status=status)
+
+
+def json_object_body(response: requests.Response, what: str) -> dict[str, t.Any]:
+    """A 2xx body as a JSON object.
+
+    Raises:
+        MalformedResponseError: The body is empty, not JSON, or JSON but not an object.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        size = len(response.content or b"")
+        msg = (
+            f"LinkedIn's answer to {what} is not JSON ({size} bytes, HTTP {response.status_code})."
+        )
+        raise MalformedResponseError(msg, status=response.status_code) from None
+    if not isinstance(body, dict):
+        msg = (
+            f"LinkedIn's answer to {what} is JSON but not an object "
+            f"(a {type(body).__name__}, HTTP {response.status_code})."
+        )
+        raise MalformedResponseError(msg, status=response.status_code)
+    return body
+
+
+def describe_network_error(exc: BaseException, url: str, timeout: float) -> str:
+    """Say what went wrong on the wire and with which host, never quoting the URL's query."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "?"
+    where = f"{host}:{parts.port}" if parts.port else host
+    text = str(exc).lower()
+    if isinstance(exc, requests.Timeout):
+        cause = f"no answer from {where} within {timeout:g} s (request_timeout)"
+    elif isinstance(exc, requests.exceptions.SSLError):
+        cause = f"TLS handshake with {where} failed"
+    elif isinstance(
+        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    ):
+        cause = f"the answer from {where} was cut short or undecodable"
+    elif "refused" in text:
+        cause = f"connection to {where} refused"
+    elif (
+        "name or service not known" in text
+        or "nodename nor servname" in text
+        or ("failed to resolve" in text or "name resolution" in text)
+    ):
+        cause = f"host name {host} could not be resolved"
+    elif (
+        "reset" in text
+        or "aborted" in text
+        or "remotedisconnected" in text
+        or ("remote end closed" in text)
+    ):
+        cause = f"connection to {where} was reset"
+    else:
+        cause = f"connection to {where} failed ({type(exc).__name__})"
+    return cause
 
 
 def check_download_url(url: str) -> None:
@@ -405,24 +477,9 @@ def check_download_url(url: str) -> None:
     raise APIError(msg)
 
 
-def _quote(urn: str) -> str:
-    """Percent-encode a URN for a query string, as LinkedIn's docs require (`:`, `(`, `,` too)."""
-    return urllib.parse.quote(urn, safe="")
-
-
-def _job_id_from_headers(response: requests.Response, instance_urn: str) -> int:
-    raw = response.headers.get("X-RestLi-Id") or response.headers.get("x-restli-id")
-    if not raw:
-        location = response.headers.get("Location", "")
-        raw = location.rstrip("/").rsplit("/", 1)[-1] if location else ""
-    try:
-        return int(raw)
-    except ValueError:
-        msg = (
-            f"LinkedIn created an export job for {instance_urn} but sent no usable job id "
-            "(X-RestLi-Id header)."
-        )
-        raise APIError(msg, status=response.status_code) from None
+def _quote(value: str) -> str:
+    """Percent-encode a query value whole, as LinkedIn's docs require for URNs (`:`, `(`, `,`)."""
+    return urllib.parse.quote(value, safe="")
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -456,17 +513,10 @@ def _backoff_delays(rng: random.Random, first: float = 1.0) -> Iterator[float]:
         yield rng.uniform(value / 2, value)
 
 
-class CrmValidationJobs:
-    """CRM Data Validation export jobs, as `ExportJobEndpoints` (the key is the instance URN)."""
-
-    def __init__(self, client: LinkedInClient) -> None:
-        """Wrap the client."""
-        self.client = client
-
-    def create_job(self, key: str, start_at: int) -> int:
-        """Create a job for instance `key` from `start_at`."""
-        return self.client.create_crm_validation_job(key, start_at)
-
-    def get_job(self, key: str, job_id: int) -> ExportJob:
-        """Describe job `job_id` of instance `key`."""
-        return self.client.get_crm_validation_job(key, job_id)
+def json_object(response: requests.Response) -> dict[str, t.Any]:
+    """The response body as a JSON object, or `{}` when it is not one (error bodies vary)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

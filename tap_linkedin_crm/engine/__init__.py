@@ -1,0 +1,1 @@
+"""The export engine: one run of every export kind, scheduled, downloaded and checkpointed."""

@@ -1,0 +1,1 @@
+"""Export kinds: one adapter per LinkedIn asynchronous export API."""

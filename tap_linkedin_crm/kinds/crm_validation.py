@@ -1,0 +1,218 @@
+"""CRM Data Validation exports (`crmDataValidationExportJobs`): the first export kind.
+
+One partition per CRM instance URN, one open window per run: "from the bookmark until LinkedIn's
+now" (LinkedIn clamps the start to 30 days back). Jobs are created with
+`POST /crmDataValidationExportJobs?crmInstanceId=<urn>` and `{"exportStartAt": ms}` (201, the id in
+`X-RestLi-Id`), and read with `GET /crmDataValidationExportJobs/{id}?crmInstanceId=<urn>`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import typing as t
+
+from tap_linkedin_crm.engine.state import CRM_LAYOUT
+from tap_linkedin_crm.errors import MalformedResponseError
+from tap_linkedin_crm.jobs import ExportJob, normalize_status
+from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import requests
+
+    from tap_linkedin_crm.columns import ColumnType
+    from tap_linkedin_crm.engine.state import PartitionState
+    from tap_linkedin_crm.kinds.base import ExportTask
+    from tap_linkedin_crm.transport import LinkedInClient
+
+JOBS_PATH = "crmDataValidationExportJobs"
+PERMISSION = "r_sales_nav_validation"
+INSTANCE_KEY = "crmInstanceId"
+
+
+class CrmValidationExports:
+    """The CRM Data Validation export API, as an export kind."""
+
+    name = "crm_data_validation"
+    rows_stream = "crm_data_validation_records"
+    exports_stream = "crm_data_validation_exports"
+    context_keys: tuple[str, ...] = (INSTANCE_KEY,)
+    state_layout = CRM_LAYOUT
+
+    def __init__(
+        self,
+        client: LinkedInClient,
+        instance_urns: Sequence[str],
+        *,
+        column_types: Mapping[str, ColumnType],
+        default_start: int,
+        max_attempts: int,
+    ) -> None:
+        """Export `instance_urns` with `client` (authorized with the app's token).
+
+        `default_start` (epoch ms) starts instances without a bookmark (`start_date`).
+        """
+        self.client = client
+        self.column_types = column_types
+        self.instance_urns = tuple(instance_urns)
+        self.default_start = default_start
+        self.max_attempts = max_attempts
+
+    def partitions(self) -> list[Partition]:
+        """One partition per CRM instance, in the configured order."""
+        return [
+            Partition(context={INSTANCE_KEY: urn}, label=f"CRM instance {urn}", key=urn)
+            for urn in self.instance_urns
+        ]
+
+    def plan_windows(self, state: PartitionState) -> list[Window]:
+        """This run's one window: the in-flight job's, else from the bookmark, else the default."""
+        in_flight = state.in_flight()
+        if in_flight:
+            return [in_flight[0].window]
+        bookmark = state.bookmark
+        return [Window(bookmark if bookmark is not None else self.default_start)]
+
+    def create_job(self, task: ExportTask) -> CreatedJob:
+        """POST a job exporting the task's instance from its window start.
+
+        Raises:
+            MalformedResponseError: LinkedIn created the job but sent no usable id.
+        """
+        urn = task.partition.key
+        response = self.client.call(
+            "POST",
+            JOBS_PATH,
+            params={INSTANCE_KEY: urn},
+            json={"exportStartAt": int(task.window.start_at)},
+            what=f"create an export job for CRM instance {urn}",
+            permission=PERMISSION,
+        )
+        return CreatedJob(job_id=_job_id(response, urn), created_at=date_header_ms(response))
+
+    def get_job(self, task: ExportTask, job_id: int) -> ExportJob:
+        """GET a job's status and, once completed, its download URLs."""
+        urn = task.partition.key
+        body = self.client.call_json(
+            "GET",
+            f"{JOBS_PATH}/{int(job_id)}",
+            params={INSTANCE_KEY: urn},
+            what=f"read export job {job_id} of CRM instance {urn}",
+            permission=PERMISSION,
+        )
+        return parse_job(body, job_id)
+
+    def failure_action(
+        self,
+        task: ExportTask,  # noqa: ARG002 - protocol signature
+        job: ExportJob,  # noqa: ARG002
+        attempt: int,
+    ) -> FailureAction:
+        """A new job for the same window while attempts remain (`job_max_attempts`)."""
+        return FailureAction.RETRY if attempt < self.max_attempts else FailureAction.FAIL
+
+    @staticmethod
+    def provenance(task: ExportTask, job: ExportJob, file_index: int) -> dict[str, t.Any]:
+        """Instance, job and window (as LinkedIn reports it), file: before each row's columns."""
+        return {
+            INSTANCE_KEY: task.partition.key,
+            "jobId": job.job_id,
+            "exportStartAt": job.start_at,
+            "exportEndAt": job.end_at,
+            "fileIndex": file_index,
+        }
+
+    @staticmethod
+    def exports_record(
+        task: ExportTask, job: ExportJob, facts: Mapping[str, t.Any]
+    ) -> dict[str, t.Any]:
+        """The exports stream's record: LinkedIn's job fields, then what this run saw."""
+        return {
+            "jobId": job.job_id,
+            INSTANCE_KEY: task.partition.key,
+            "status": job.status,
+            "exportStartAt": job.start_at,
+            "exportEndAt": job.end_at,
+            "nextExportStartAt": job.next_start_at,
+            "expireAt": job.expire_at,
+            **facts,
+        }
+
+
+def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
+    """Read a CRM export job body; missing optional fields are None.
+
+    `downloadUrls` may be null or absent (the published schema marks it optional); what a
+    COMPLETED job without files means is the engine's call, not the parser's.
+
+    Raises:
+        MalformedResponseError: A field has the wrong type; the message names it.
+    """
+    where = f"LinkedIn's description of export job {job_id}"
+    status = body.get("status")
+    if not isinstance(status, str) or not status.strip():
+        msg = f"{where} has no status (got {status!r})."
+        raise MalformedResponseError(msg)
+    raw_id = body.get("jobId", body.get("id", job_id))
+    urls = body.get("downloadUrls")
+    if urls is not None and (
+        not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls)
+    ):
+        msg = f"{where}: downloadUrls is not a list of URLs."
+        raise MalformedResponseError(msg)
+    return ExportJob(
+        job_id=_whole(raw_id, where, "jobId") or job_id,
+        status=normalize_status(status),
+        download_urls=tuple(urls or ()),
+        start_at=_whole(body.get("exportStartAt"), where, "exportStartAt"),
+        end_at=_whole(body.get("exportEndAt"), where, "exportEndAt"),
+        next_start_at=_whole(body.get("nextExportStartAt"), where, "nextExportStartAt"),
+        expire_at=_whole(body.get("expireAt"), where, "expireAt"),
+    )
+
+
+def _whole(value: object, where: str, field: str) -> int | None:
+    """An integer field (ids, epoch ms) of a job body; numeric strings are accepted."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        msg = f"{where}: {field} is a boolean."
+        raise MalformedResponseError(msg)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    msg = f"{where}: {field} is {value!r}, not a number."
+    raise MalformedResponseError(msg)
+
+
+def _job_id(response: requests.Response, urn: str) -> int:
+    raw = response.headers.get("X-RestLi-Id", "")
+    if not raw:
+        location = response.headers.get("Location", "")
+        raw = location.rstrip("/").rsplit("/", 1)[-1] if location else ""
+    try:
+        return int(raw)
+    except ValueError:
+        msg = (
+            f"LinkedIn created an export job for CRM instance {urn} but sent no usable job id "
+            "(X-RestLi-Id header)."
+        )
+        raise MalformedResponseError(msg, status=response.status_code) from None
+
+
+def date_header_ms(response: requests.Response) -> int | None:
+    """The response's `Date` header as epoch ms (when LinkedIn created the job), if readable."""
+    raw = response.headers.get("Date")
+    if not raw:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp() * 1000)
