@@ -1,13 +1,18 @@
-"""CSV column types: the built-in typed columns and the JSON schema each type maps to.
+"""CSV column types: each rows stream's built-in typed columns and the JSON schema of each type.
 
-LinkedIn does not publish the CSV columns of CRM Data Validation exports. The defaults below are
-an assumption (the column set our sandbox serves); the tap does not depend on them: declared
-columns that a file lacks are null, and undeclared columns are kept as strings in `extraColumns`.
+LinkedIn does not publish the CSV columns of CRM Data Validation exports, nor those of the seat
+export and most of the activity outcome export. The defaults below are LinkedIn's documented columns
+where there are some (activities) and an assumption elsewhere (the column set our sandbox serves);
+the tap does not depend on them: declared columns that a file lacks are null, and undeclared columns
+are kept as strings in `extraColumns`.
 """
 
 from __future__ import annotations
 
 import typing as t
+
+if t.TYPE_CHECKING:
+    from collections.abc import Mapping
 
 ColumnType = t.Literal["string", "integer", "number", "boolean", "timestamp"]
 COLUMN_TYPE_NAMES: tuple[ColumnType, ...] = t.get_args(ColumnType)
@@ -30,6 +35,70 @@ DEFAULT_COLUMN_TYPES: dict[str, ColumnType] = {
 
 #: Field that holds every CSV column the schema does not declare, as strings.
 EXTRA_COLUMNS_FIELD = "extraColumns"
+#: Field that holds the raw text of declared values that did not convert.
+INVALID_VALUES_FIELD = "invalidValues"
+
+#: The rows stream a bare `column_types` key applies to (the first one, for compatibility).
+DEFAULT_COLUMN_STREAM = "crm_data_validation_records"
+#: Typed columns each rows stream declares out of the box (LinkedIn documents the activity export;
+#: the outcome export documents only its first two columns, the seat export none).
+BUILTIN_COLUMN_TYPES: dict[str, dict[str, ColumnType]] = {
+    DEFAULT_COLUMN_STREAM: DEFAULT_COLUMN_TYPES,
+    "sales_activities": {
+        "activityId": "string",
+        "activityType": "string",
+        "createdAt": "timestamp",
+        "seatId": "integer",
+        "memberIdentityKey": "string",
+    },
+    "sales_activity_outcomes": {"activityId": "string", "activityType": "string"},
+    "sales_seats": {},
+}
+_ANALYTICS_PROVENANCE = frozenset({"contract", "jobId", "startAt", "endAt", "rowNumber"})
+#: Fields each rows stream sets itself; `column_types` may not declare them.
+RESERVED_FIELDS: dict[str, frozenset[str]] = {
+    DEFAULT_COLUMN_STREAM: frozenset(
+        {"crmInstanceId", "jobId", "exportStartAt", "exportEndAt", "fileIndex", "rowNumber"}
+    ),
+    "sales_activities": _ANALYTICS_PROVENANCE,
+    "sales_activity_outcomes": _ANALYTICS_PROVENANCE,
+    "sales_seats": _ANALYTICS_PROVENANCE,
+}
+_OBJECT_FIELDS = frozenset({EXTRA_COLUMNS_FIELD, INVALID_VALUES_FIELD})
+
+
+def column_types_by_stream(
+    declared: Mapping[str, object], problems: list[str] | None = None
+) -> dict[str, dict[str, ColumnType]]:
+    """Each rows stream's typed columns: built-in ones plus `column_types`.
+
+    A bare key applies to `DEFAULT_COLUMN_STREAM`, `<stream>.<column>` to that stream. Bad
+    entries are reported in `problems` (or ignored when it is None) and left out.
+    """
+    result = {stream: dict(types) for stream, types in BUILTIN_COLUMN_TYPES.items()}
+    for key, type_name in declared.items():
+        stream, dot, column = str(key).partition(".")
+        if not dot:
+            stream, column = DEFAULT_COLUMN_STREAM, str(key)
+        problem = None
+        if stream not in result:
+            problem = (
+                f"column_types[{key!r}]: {stream!r} is not a rows stream; use one of "
+                f"{', '.join(result)} before the dot."
+            )
+        elif column in RESERVED_FIELDS[stream] or column in _OBJECT_FIELDS:
+            problem = (
+                f"column_types[{key!r}]: {column!r} is a field the tap sets itself; a CSV column "
+                "of that name is kept in extraColumns."
+            )
+        elif type_name not in COLUMN_TYPE_NAMES:
+            names = ", ".join(COLUMN_TYPE_NAMES)
+            problem = f"column_types[{key!r}] is {type_name!r}; use one of {names}."
+        if problem is None:
+            result[stream][column] = t.cast("ColumnType", type_name)
+        elif problems is not None:
+            problems.append(problem)
+    return result
 
 
 def column_json_schema(column_type: ColumnType) -> dict[str, t.Any]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pendulum
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, DEFAULT_COLUMN_TYPES, ColumnType
+from tap_linkedin_crm.columns import ColumnType, column_types_by_stream
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -33,22 +33,16 @@ DEFAULT_TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"  # noqa: S10
 #: LinkedIn's CRM Data Validation exports look back at most this far.
 MAX_LOOKBACK = dt.timedelta(days=30)
 
+#: The analytics exports' default first window starts this far back.
+ANALYTICS_DEFAULT_LOOKBACK = dt.timedelta(days=90)
+
 #: `urn:li:crmInstance:(KEY,VALUE)`. LinkedIn documents DYNAMICS; SFDC is the Salesforce key.
 CRM_INSTANCE_URN = re.compile(r"^urn:li:crmInstance:\((?P<key>[A-Z_]+),(?P<value>[^,()\s]+)\)$")
 KNOWN_CRM_KEYS = ("DYNAMICS", "SFDC")
-#: Record fields the tap sets itself; `column_types` may not declare them.
-RESERVED_FIELDS = frozenset(
-    {
-        "crmInstanceId",
-        "jobId",
-        "exportStartAt",
-        "exportEndAt",
-        "fileIndex",
-        "rowNumber",
-        "extraColumns",
-        "invalidValues",
-    }
-)
+#: `urn:li:contract:N`, as LinkedIn's Sales Navigator APIs name contracts.
+CONTRACT_URN = re.compile(r"^urn:li:contract:[0-9]+$")
+#: How to list URNs in one environment variable; errors about lists say it.
+LIST_HINT = "list several as a JSON array, or separated by spaces or ';'"
 _TRUTHY = frozenset({"true", "1", "yes", "on", "t", "y"})
 _FALSY = frozenset({"false", "0", "no", "off", "f", "n", ""})
 
@@ -88,7 +82,6 @@ class CrmSettings:
     client_secret: str | None
     access_token: str | None
     start_date: dt.datetime | None
-    column_types: dict[str, ColumnType]
 
     @property
     def uses_client_credentials(self) -> bool:
@@ -102,11 +95,28 @@ class CrmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalyticsSettings:
+    """The Sales Navigator analytics exports: the member's credentials, contracts, windows."""
+
+    client_id: str | None
+    client_secret: str | None
+    refresh_token: str | None
+    access_token: str | None
+    contract_ids: tuple[str, ...] | None
+    start_date: dt.datetime
+    window_days: int
+    lag_hours: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
-    """All validated settings; `crm` is None when the CRM exports are not configured."""
+    """All validated settings; a family is None when none of its settings is given."""
 
     engine: EngineSettings
     crm: CrmSettings | None
+    analytics: AnalyticsSettings | None
+    #: Typed columns of each rows stream (built-in plus `column_types`).
+    column_types: dict[str, dict[str, ColumnType]]
 
 
 def setting_default(schema: Mapping[str, t.Any], name: str) -> t.Any:  # noqa: ANN401
@@ -134,7 +144,8 @@ def parse_crm_instance(urn: str) -> CrmInstance:
     if match is None:
         msg = (
             f"Invalid CRM instance URN {urn!r} in crm_instance_ids: expected "
-            "'urn:li:crmInstance:(DYNAMICS,<org guid>)' or 'urn:li:crmInstance:(SFDC,<org id>)'."
+            "'urn:li:crmInstance:(DYNAMICS,<org guid>)' or 'urn:li:crmInstance:(SFDC,<org id>)' "
+            f"(in an environment variable, {LIST_HINT})."
         )
         raise ConfigValidationError(msg)
     key = match.group("key")
@@ -219,13 +230,16 @@ def load_settings(
         request_max_retries=int(value("request_max_retries")),
         request_retry_delay=float(value("request_retry_delay")),
     )
-    crm = _crm_settings(config, problems, now or dt.datetime.now(tz=dt.UTC))
+    now = now or dt.datetime.now(tz=dt.UTC)
+    crm = _crm_settings(config, problems, now)
+    analytics = _analytics_settings(config, value, problems, now)
+    column_types = column_types_by_stream(config.get("column_types") or {}, problems)
     if problems:
         raise ConfigValidationError(
             "Invalid tap-linkedin-crm configuration: " + " ".join(problems),
             errors=problems,
         )
-    return Settings(engine=engine, crm=crm)
+    return Settings(engine=engine, crm=crm, analytics=analytics, column_types=column_types)
 
 
 def _crm_settings(
@@ -262,26 +276,59 @@ def _crm_settings(
         client_secret=config.get("client_secret") or None,
         access_token=config.get("access_token") or None,
         start_date=_start_date(config.get("start_date"), problems, now),
-        column_types=_column_types(config.get("column_types") or {}, problems),
     )
 
 
-def _column_types(declared: Mapping[str, t.Any], problems: list[str]) -> dict[str, ColumnType]:
-    column_types: dict[str, ColumnType] = dict(DEFAULT_COLUMN_TYPES)
-    for column, type_name in declared.items():
-        if column in RESERVED_FIELDS:
+def _analytics_settings(
+    config: Mapping[str, t.Any],
+    value: t.Callable[[str], t.Any],
+    problems: list[str],
+    now: dt.datetime,
+) -> AnalyticsSettings | None:
+    """The analytics part, or None when no member credential is configured."""
+    refresh_token = config.get("refresh_token") or None
+    access_token = config.get("analytics_access_token") or None
+    if refresh_token is None and access_token is None:
+        if config.get("contract_ids"):
             problems.append(
-                f"column_types[{column!r}]: {column!r} is a field the tap sets itself; a CSV "
-                "column of that name is kept in extraColumns."
+                "contract_ids is set but there is no member credential for the analytics "
+                "exports: set refresh_token (see `linkedin-crm-auth`) or analytics_access_token."
             )
-        elif type_name not in COLUMN_TYPE_NAMES:
+        return None
+    if refresh_token and not (config.get("client_id") and config.get("client_secret")):
+        problems.append(
+            "refresh_token needs client_id and client_secret (the app the member authorized)."
+        )
+    contract_ids: tuple[str, ...] | None = None
+    if config.get("contract_ids") is not None:
+        contract_ids = tuple(str(c).strip() for c in config["contract_ids"])
+        problems.extend(
+            f"Invalid contract URN {urn!r} in contract_ids: expected 'urn:li:contract:<id>' "
+            f"(in an environment variable, {LIST_HINT})."
+            for urn in contract_ids
+            if not CONTRACT_URN.match(urn)
+        )
+        if not contract_ids:
+            problems.append("contract_ids is empty: leave it unset to export every contract.")
+    start = now - ANALYTICS_DEFAULT_LOOKBACK
+    if config.get("analytics_start_date") not in (None, ""):
+        parsed = parse_datetime(config["analytics_start_date"], "analytics_start_date", problems)
+        if parsed is not None and parsed > now:
             problems.append(
-                f"column_types[{column!r}] is {type_name!r}; use one of "
-                f"{', '.join(COLUMN_TYPE_NAMES)}."
+                f"analytics_start_date {config['analytics_start_date']!r} is in the future."
             )
-        else:
-            column_types[str(column)] = t.cast("ColumnType", type_name)
-    return column_types
+        elif parsed is not None:
+            start = parsed
+    return AnalyticsSettings(
+        client_id=config.get("client_id") or None,
+        client_secret=config.get("client_secret") or None,
+        refresh_token=refresh_token,
+        access_token=access_token,
+        contract_ids=contract_ids,
+        start_date=start,
+        window_days=int(value("analytics_window_days")),
+        lag_hours=float(value("analytics_lag_hours")),
+    )
 
 
 def _start_date(value: object, problems: list[str], now: dt.datetime) -> dt.datetime | None:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from singer_sdk import Stream
 
-from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, column_json_schema
-from tap_linkedin_crm.decoding import INVALID_VALUES_KEY
+from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, INVALID_VALUES_FIELD, column_json_schema
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -40,16 +39,15 @@ class StreamSpec:
     description: str
 
 
-def records_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:
-    """Provenance, then the declared columns (built-in and `column_types`), then the objects."""
-    properties: dict[str, t.Any] = {
-        INSTANCE_KEY: {"type": "string"},
-        "jobId": {"type": "integer"},
-        "exportStartAt": {"type": ["integer", "null"]},
-        "exportEndAt": {"type": ["integer", "null"]},
-        "fileIndex": {"type": "integer", "description": "0-based file of the export job."},
-        "rowNumber": {"type": "integer", "description": "1-based data row of the file."},
-    }
+def rows_schema(
+    provenance: Mapping[str, dict[str, t.Any]], column_types: Mapping[str, ColumnType]
+) -> dict[str, t.Any]:
+    """Provenance fields, the declared columns, then the objects for the rest.
+
+    Declared columns are the built-in ones and `column_types`; the two objects hold undeclared
+    columns and the raw text of values that did not convert.
+    """
+    properties: dict[str, t.Any] = dict(provenance)
     for column, column_type in column_types.items():
         properties.setdefault(column, column_json_schema(column_type))
     properties[EXTRA_COLUMNS_FIELD] = {
@@ -57,16 +55,41 @@ def records_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:
         "additionalProperties": {"type": ["string", "null"]},
         "description": "CSV columns not declared in the schema, as strings.",
     }
-    properties[INVALID_VALUES_KEY] = {
+    properties[INVALID_VALUES_FIELD] = {
         "type": ["object", "null"],
         "additionalProperties": {"type": ["string", "null"]},
         "description": "Raw text of declared columns whose value did not convert (then null).",
     }
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [INSTANCE_KEY, "jobId", "fileIndex", "rowNumber"],
-    }
+    required = [name for name, prop in provenance.items() if "null" not in prop["type"]]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+ROW_NUMBER = {"type": "integer", "description": "1-based data row of the file."}
+CRM_PROVENANCE: dict[str, dict[str, t.Any]] = {
+    INSTANCE_KEY: {"type": "string"},
+    "jobId": {"type": "integer"},
+    "exportStartAt": {"type": ["integer", "null"]},
+    "exportEndAt": {"type": ["integer", "null"]},
+    "fileIndex": {"type": "integer", "description": "0-based file of the export job."},
+    "rowNumber": ROW_NUMBER,
+}
+ANALYTICS_PROVENANCE: dict[str, dict[str, t.Any]] = {
+    "contract": {"type": "string"},
+    "jobId": {"type": "integer"},
+    "startAt": {"type": "integer", "description": "Window start (epoch ms, UTC midnight)."},
+    "endAt": {"type": "integer", "description": "Window end, exclusive (epoch ms)."},
+    "rowNumber": ROW_NUMBER,
+}
+
+
+def records_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:
+    """The CRM records stream's schema."""
+    return rows_schema(CRM_PROVENANCE, column_types)
+
+
+def analytics_rows_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:
+    """An analytics rows stream's schema."""
+    return rows_schema(ANALYTICS_PROVENANCE, column_types)
 
 
 #: What every exports stream says about a job besides its kind's own fields.
@@ -133,7 +156,106 @@ CRM_EXPORTS = StreamSpec(
     schema=crm_exports_schema,
     description="One record per completed CRM Data Validation export job.",
 )
-STREAM_SPECS: tuple[StreamSpec, ...] = (CRM_RECORDS, CRM_EXPORTS)
+
+
+def contracts_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:  # noqa: ARG001
+    """One record per Sales Navigator contract the member can see."""
+    return {
+        "type": "object",
+        "properties": {
+            "contract": {"type": "string"},
+            "name": {"type": ["string", "null"]},
+            "description": {"type": ["string", "null"]},
+            "hasReportingAccess": {"type": "boolean"},
+        },
+        "required": ["contract"],
+    }
+
+
+def analytics_exports_schema(column_types: Mapping[str, ColumnType]) -> dict[str, t.Any]:  # noqa: ARG001
+    """One record per completed analytics export job."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "integer"},
+            "exportType": {"type": "string", "enum": ["activity", "activity_outcome", "seat"]},
+            "contract": {"type": "string"},
+            "startAt": {"type": "integer"},
+            "endAt": {"type": "integer"},
+            "status": {"type": "string"},
+            "rowCount": {
+                "type": ["integer", "null"],
+                "description": "Rows LinkedIn says the export holds.",
+            },
+            "rowsEmitted": {
+                "type": ["integer", "null"],
+                "description": (
+                    "Rows this run emitted from the job (a resumed export counts only the rest); "
+                    "null when the rows stream was not selected."
+                ),
+            },
+            "expireAt": {"type": ["integer", "null"]},
+            **{k: v for k, v in EXPORT_FACTS.items() if k != "rowCount"},
+        },
+        "required": ["id", "exportType", "contract", "startAt", "endAt", "status"],
+    }
+
+
+SALES_CONTRACTS = StreamSpec(
+    name="sales_contracts",
+    kind="sales_analytics",
+    role="snapshot",
+    primary_keys=("contract",),
+    replication_key=None,
+    schema=contracts_schema,
+    description="Every Sales Navigator contract the member can see (full table each run).",
+)
+SALES_ACTIVITIES = StreamSpec(
+    name="sales_activities",
+    kind="sales_analytics",
+    role="rows",
+    primary_keys=("contract", "activityId"),
+    replication_key="endAt",
+    schema=analytics_rows_schema,
+    description="Sales Navigator activities (saved leads, searches, InMails, ...), per contract.",
+)
+SALES_ACTIVITY_OUTCOMES = StreamSpec(
+    name="sales_activity_outcomes",
+    kind="sales_analytics",
+    role="rows",
+    primary_keys=("contract", "activityId", "activityType"),
+    replication_key="endAt",
+    schema=analytics_rows_schema,
+    description="Outcomes of Sales Navigator activities (InMails accepted, ...), per contract.",
+)
+SALES_SEATS = StreamSpec(
+    name="sales_seats",
+    kind="sales_analytics",
+    role="rows",
+    primary_keys=("contract", "startAt", "endAt", "rowNumber"),
+    replication_key="endAt",
+    schema=analytics_rows_schema,
+    description="Per-seat statistics (seat status, SSI, connections, ...) per window.",
+)
+SALES_EXPORTS = StreamSpec(
+    name="sales_analytics_exports",
+    kind="sales_analytics",
+    role="exports",
+    primary_keys=("id",),
+    replication_key="endAt",
+    schema=analytics_exports_schema,
+    description="One record per completed Sales Navigator analytics export job.",
+)
+STREAM_SPECS: tuple[StreamSpec, ...] = (
+    CRM_RECORDS,
+    CRM_EXPORTS,
+    SALES_CONTRACTS,
+    SALES_ACTIVITIES,
+    SALES_ACTIVITY_OUTCOMES,
+    SALES_SEATS,
+    SALES_EXPORTS,
+)
 
 
 class TestRecordSource(t.Protocol):

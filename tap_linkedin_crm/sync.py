@@ -11,31 +11,48 @@ import datetime as dt
 import logging
 import typing as t
 
+import pendulum
 import requests
 from requests.adapters import HTTPAdapter
 
 from tap_linkedin_crm.auth import (
     ClientCredentialsTokenProvider,
+    RefreshTokenProvider,
     StaticTokenProvider,
     TokenProvider,
 )
 from tap_linkedin_crm.engine.downloads import ExportDownloader
-from tap_linkedin_crm.engine.run import ExportFamily, ExportRun
+from tap_linkedin_crm.engine.run import ExportFamily, ExportRun, SnapshotSource
 from tap_linkedin_crm.engine.scheduler import DEFAULT_WORKERS, JobScheduler
+from tap_linkedin_crm.errors import LinkedInCRMError
 from tap_linkedin_crm.jobs import PollPolicy
 from tap_linkedin_crm.kinds.crm_validation import CrmValidationExports
-from tap_linkedin_crm.streams import CRM_EXPORTS, CRM_RECORDS
+from tap_linkedin_crm.kinds.sales_analytics import (
+    EXPORT_TYPES,
+    SalesAnalyticsExports,
+    list_contracts,
+)
+from tap_linkedin_crm.streams import (
+    CRM_EXPORTS,
+    CRM_RECORDS,
+    SALES_CONTRACTS,
+    SALES_EXPORTS,
+)
 from tap_linkedin_crm.transport import LinkedInClient, install_log_redaction
 
 if t.TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from singer_sdk import Stream
 
     from tap_linkedin_crm.engine.stopper import Stopper
     from tap_linkedin_crm.kinds.base import ExportKind
     from tap_linkedin_crm.output.base import Output
-    from tap_linkedin_crm.settings import CrmSettings, EngineSettings, Settings
+    from tap_linkedin_crm.settings import (
+        AnalyticsSettings,
+        EngineSettings,
+        Settings,
+    )
 
 LOGGER = logging.getLogger("tap_linkedin_crm.sync")
 
@@ -48,8 +65,11 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
     stopper: Stopper,
     *,
     now: dt.datetime | None = None,
+    on_refresh_token_rotated: Callable[[str], None] | None = None,
 ) -> None:
     """Export what `streams` (the selected ones) need, through `output`, keeping `state`.
+
+    `on_refresh_token_rotated` is told a new member refresh token, should LinkedIn issue one.
 
     Raises:
         SyncFailedError: Some partitions failed; the others were synced.
@@ -68,7 +88,7 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
                     "Skipping the CRM Data Validation streams: crm_instance_ids is not set."
                 )
             else:
-                kind = _crm_kind(settings.crm, engine, session, stopper, now)
+                kind = _crm_kind(settings, engine, session, stopper, now)
                 families.append(
                     ExportFamily(
                         kind=kind,
@@ -78,6 +98,29 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
                         noun="CRM instance",
                     )
                 )
+        snapshots: list[SnapshotSource] = []
+        failures: list[tuple[str, str, BaseException]] = []
+        names = [SALES_CONTRACTS.name, SALES_EXPORTS.name] + [t.rows_stream for t in EXPORT_TYPES]
+        if any(name in by_name for name in names):
+            if settings.analytics is None:
+                LOGGER.warning(
+                    "Skipping the Sales Navigator analytics streams: neither refresh_token nor "
+                    "analytics_access_token is set."
+                )
+            else:
+                client = _client(
+                    engine,
+                    session,
+                    _member_tokens(settings.analytics, engine, session, on_refresh_token_rotated),
+                    stopper,
+                )
+                try:
+                    families += _analytics_families(settings, client, by_name, snapshots, now)
+                except LinkedInCRMError as exc:
+                    LOGGER.error("Sales Navigator analytics: %s", exc)  # noqa: TRY400
+                    failures.append(("analytics export", "Sales Navigator analytics", exc))
+        if not families and not snapshots and not failures:
+            LOGGER.warning("Nothing to export: no selected stream has its settings configured.")
         scheduler = JobScheduler(
             PollPolicy(
                 interval=engine.poll_interval,
@@ -100,12 +143,13 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
 
         run = ExportRun(
             families=families,
-            snapshots=[],
+            snapshots=snapshots,
             output=output,
             state=state,
             scheduler=scheduler,
             downloader=downloader,
             stopper=stopper,
+            setup_failures=failures,
         )
         run.execute()
 
@@ -136,12 +180,14 @@ def _client(
 
 
 def _crm_kind(
-    crm: CrmSettings,
+    settings: Settings,
     engine: EngineSettings,
     session: requests.Session,
     stopper: Stopper,
     now: dt.datetime,
 ) -> CrmValidationExports:
+    crm = settings.crm
+    assert crm is not None  # noqa: S101 - called only when configured
     tokens: TokenProvider
     if crm.client_id and crm.client_secret:
         tokens = ClientCredentialsTokenProvider(
@@ -157,7 +203,95 @@ def _crm_kind(
     return CrmValidationExports(
         _client(engine, session, tokens, stopper),
         [instance.urn for instance in crm.instances],
-        column_types=crm.column_types,
+        column_types=settings.column_types[CRM_RECORDS.name],
         default_start=crm.default_start_ms(now),
         max_attempts=engine.job_max_attempts,
     )
+
+
+def _member_tokens(
+    analytics: AnalyticsSettings,
+    engine: EngineSettings,
+    session: requests.Session,
+    on_rotated: Callable[[str], None] | None,
+) -> TokenProvider:
+    if analytics.refresh_token:
+        assert analytics.client_id is not None  # noqa: S101 - load_settings checks it
+        assert analytics.client_secret is not None  # noqa: S101
+        return RefreshTokenProvider(
+            engine.token_url,
+            analytics.client_id,
+            analytics.client_secret,
+            analytics.refresh_token,
+            session=session,
+            timeout=engine.request_timeout,
+            on_rotated=on_rotated,
+        )
+    assert analytics.access_token is not None  # noqa: S101 - load_settings checks it
+    return StaticTokenProvider(analytics.access_token)
+
+
+def _analytics_families(
+    settings: Settings,
+    client: LinkedInClient,
+    by_name: dict[str, Stream],
+    snapshots: list[SnapshotSource],
+    now: dt.datetime,
+) -> list[ExportFamily]:
+    """One family per selected export type; the contracts snapshot when selected.
+
+    Raises:
+        LinkedInCRMError: The member's contracts could not be listed.
+    """
+    analytics = settings.analytics
+    assert analytics is not None  # noqa: S101 - called only when configured
+    contracts = list_contracts(client)
+    if analytics.contract_ids is not None:
+        chosen = list(analytics.contract_ids)
+        visible = {c.urn for c in contracts}
+        for urn in chosen:
+            if urn not in visible:
+                LOGGER.warning(
+                    "Contract %s is in contract_ids but the member cannot see it; its exports "
+                    "will be refused.",
+                    urn,
+                )
+    else:
+        chosen = [c.urn for c in contracts if c.has_reporting_access]
+        LOGGER.info(
+            "Exporting analytics of %d contract(s) with reporting access (of %d visible).",
+            len(chosen),
+            len(contracts),
+        )
+    stream = by_name.get(SALES_CONTRACTS.name)
+    if stream is not None:
+        records = [c.record() for c in contracts]
+        snapshots.append(SnapshotSource(stream, lambda: records))
+    exports = by_name.get(SALES_EXPORTS.name)
+    moment = pendulum.instance(now).in_timezone("UTC")
+    families = []
+    for export_type in EXPORT_TYPES:
+        rows = by_name.get(export_type.rows_stream)
+        if rows is None and exports is None:
+            continue
+        kind = SalesAnalyticsExports(
+            client,
+            export_type,
+            chosen,
+            column_types=settings.column_types[export_type.rows_stream],
+            default_start=int(analytics.start_date.timestamp() * 1000),
+            now=moment,
+            lag_hours=analytics.lag_hours,
+            window_days=analytics.window_days,
+            max_attempts=settings.engine.job_max_attempts,
+        )
+        families.append(
+            ExportFamily(
+                kind=kind,
+                rows=rows,
+                exports=exports,
+                stream_names=(export_type.rows_stream, SALES_EXPORTS.name),
+                noun="analytics export",
+            )
+        )
+    return families

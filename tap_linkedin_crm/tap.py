@@ -17,7 +17,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
-from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, DEFAULT_COLUMN_TYPES, ColumnType
+from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
 from tap_linkedin_crm.engine.state import normalize_state
 from tap_linkedin_crm.engine.stopper import EXIT_INTERRUPTED, Stopper, stop_on_signals
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
@@ -27,7 +27,6 @@ from tap_linkedin_crm.output.writer import BufferedSingerWriter
 from tap_linkedin_crm.settings import (
     DEFAULT_API_URL,
     DEFAULT_TOKEN_URL,
-    RESERVED_FIELDS,
     Settings,
     environment_config,
     load_settings,
@@ -93,6 +92,66 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         description=(
             "`exportStartAt` of the first export of an instance without a bookmark. "
             "Default: 30 days before now (LinkedIn looks back at most 30 days)."
+        ),
+    ),
+    th.Property(
+        "refresh_token",
+        th.StringType,
+        secret=True,
+        title="Member refresh token",
+        description=(
+            "LinkedIn member refresh token (scope r_sales_nav_analytics) for the Sales Navigator "
+            "analytics exports; get one with `linkedin-crm-auth`. Needs client_id and "
+            "client_secret. LinkedIn does not extend it: the tap warns 30 days before it expires."
+        ),
+    ),
+    th.Property(
+        "analytics_access_token",
+        th.StringType,
+        secret=True,
+        title="Member access token",
+        description=(
+            "A pre-issued member access token for the analytics exports, used when there is no "
+            "refresh_token (it lasts about 60 days and cannot be renewed by the tap)."
+        ),
+    ),
+    th.Property(
+        "contract_ids",
+        th.ArrayType(th.StringType),
+        title="Sales Navigator contracts",
+        description=(
+            "Contracts to export analytics of, as `urn:li:contract:<id>`. Default: every contract "
+            "the member can see with reporting access. From the environment: a JSON array, or "
+            "URNs separated by spaces or `;`."
+        ),
+    ),
+    th.Property(
+        "analytics_start_date",
+        th.DateTimeType,
+        title="Analytics start date",
+        description=(
+            "Start of the first analytics window of a contract and export type without a "
+            "bookmark. Default: 90 days before now."
+        ),
+    ),
+    th.Property(
+        "analytics_window_days",
+        th.IntegerType(minimum=1, maximum=366),
+        default=30,
+        title="Analytics window (days)",
+        description=(
+            "Longest window of one analytics export job, in whole UTC days. A window LinkedIn "
+            "finds too big is split in two, down to one day."
+        ),
+    ),
+    th.Property(
+        "analytics_lag_hours",
+        th.NumberType(minimum=0),
+        default=24,
+        title="Analytics lag (hours)",
+        description=(
+            "Analytics windows end at the last UTC midnight at least this long before now, so "
+            "LinkedIn has the window's data."
         ),
     ),
     th.Property(
@@ -193,16 +252,17 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         title="Column types",
         description=(
             "Types of CSV columns, `{column: type}` with type one of string, integer, number, "
-            "boolean, timestamp; added to "
-            "(or overriding) the built-in typed columns. Undeclared columns are kept as strings "
-            "in `extraColumns`."
+            "boolean, timestamp; added to (or overriding) the built-in typed columns. A bare "
+            "column name applies to crm_data_validation_records; `<stream>.<column>` (e.g. "
+            "`sales_seats.socialSellingIndex`) to that stream. Undeclared columns are kept as "
+            "strings in `extraColumns`."
         ),
     ),
 ).to_dict()
 
 
 class TapLinkedInCRM(Tap):
-    """Singer tap for LinkedIn Sales Navigator export APIs (CRM Data Validation)."""
+    """Singer tap for LinkedIn Sales Navigator export APIs (CRM Data Validation, Analytics)."""
 
     name = "tap-linkedin-crm"
     # A copy: the SDK adds its built-in settings (stream_maps, ...) to the tap's schema dict.
@@ -276,13 +336,12 @@ class TapLinkedInCRM(Tap):
         super().load_state(clean)
 
     @property
-    def column_types(self) -> dict[str, ColumnType]:
-        """Built-in typed columns plus `column_types` from config (bad entries fail the sync)."""
-        types = dict(DEFAULT_COLUMN_TYPES)
-        for column, type_name in (self.config.get("column_types") or {}).items():
-            if type_name in COLUMN_TYPE_NAMES and column not in RESERVED_FIELDS:
-                types[str(column)] = t.cast("ColumnType", type_name)
-        return types
+    def column_types(self) -> dict[str, dict[str, ColumnType]]:
+        """Each rows stream's typed columns, built-in plus `column_types`.
+
+        Bad entries are left out here; they fail the sync (`settings`), not discovery.
+        """
+        return column_types_by_stream(self.config.get("column_types") or {})
 
     @cached_property
     def settings(self) -> Settings:
@@ -293,7 +352,7 @@ class TapLinkedInCRM(Tap):
     def discover_streams(self) -> list[ExportStream]:
         """Every stream, declared by its spec."""
         column_types = self.column_types
-        return [ExportStream(self, spec, column_types) for spec in STREAM_SPECS]
+        return [ExportStream(self, spec, column_types.get(spec.name, {})) for spec in STREAM_SPECS]
 
     def selected_streams(self) -> list[ExportStream]:
         """The streams the catalog selects, in declaration order."""

@@ -114,8 +114,14 @@ class ExportRun:
         scheduler: JobScheduler,
         downloader: Callable[[ExportKind], ExportDownloader],
         stopper: Stopper,
+        setup_failures: Sequence[tuple[str, str, BaseException]] = (),
     ) -> None:
-        """Keep the collaborators; nothing happens until `execute`."""
+        """Keep the collaborators; nothing happens until `execute`.
+
+        `setup_failures` are `(noun, label, error)` of exports that failed before any job (e.g.
+        listing a member's contracts): they end the run non-zero like a failed partition.
+        """
+        self.setup_failures = list(setup_failures)
         self.families = families
         self.snapshots = snapshots
         self.output = output
@@ -165,15 +171,23 @@ class ExportRun:
             self.output.finish(stream, complete=not failed)
         self._checkpoint()
         self._log_summary()
-        failures = [p for p in self.partitions if p.error is not None]
+        failures = [
+            (p.family.noun, p.partition.label, p.error)
+            for p in self.partitions
+            if p.error is not None
+        ] + self.setup_failures
         if failures:
             counts: dict[str, list[int]] = {}
             for prun in self.partitions:
                 counts.setdefault(prun.family.noun, [0, 0])[1] += 1
-                if prun.error is not None:
-                    counts[prun.family.noun][0] += 1
-            totals = ", ".join(f"{n} of {m} {noun}(s)" for noun, (n, m) in counts.items() if n)
-            lines = " | ".join(f"{p.partition.label}: {p.error}" for p in failures)
+            for noun, _, _ in failures:
+                counts.setdefault(noun, [0, 0])[0] += 1
+            totals = ", ".join(
+                f"{n} of {m} {noun}(s)" if m else f"the {noun}s"
+                for noun, (n, m) in counts.items()
+                if n
+            )
+            lines = " | ".join(f"{label}: {error}" for _, label, error in failures)
             msg = (
                 f"{totals} failed; their bookmarks were not moved, the others were synced. {lines}"
             )
@@ -437,6 +451,8 @@ class ExportRun:
         self.output.waiting(self.state)
 
     def _log_summary(self) -> None:
+        for _, label, error in self.setup_failures:
+            LOGGER.error("Summary: %s: FAILED before any export job: %s", label, error)
         rows = 0
         for prun in self.partitions:
             label = prun.partition.label

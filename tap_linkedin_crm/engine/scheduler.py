@@ -516,7 +516,8 @@ class JobScheduler:
             self._on_failure(tracked, job, job.status)
 
     def _on_completed(self, tracked: TrackedJob, job: ExportJob) -> None:
-        if job.download_urls:
+        if job.download_urls or job.row_count == 0:
+            # (LinkedIn's rowCount 0 without a file is plainly an empty window.)
             tracked.completed_at = self.wall_ms()
             LOGGER.info(
                 "%s: export job %s completed in %.1f s: %d file(s).",

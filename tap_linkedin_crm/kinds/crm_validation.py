@@ -162,17 +162,17 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         msg = f"{where}: downloadUrls is not a list of URLs."
         raise MalformedResponseError(msg)
     return ExportJob(
-        job_id=_whole(raw_id, where, "jobId") or job_id,
+        job_id=whole_number(raw_id, where, "jobId") or job_id,
         status=normalize_status(status),
         download_urls=tuple(urls or ()),
-        start_at=_whole(body.get("exportStartAt"), where, "exportStartAt"),
-        end_at=_whole(body.get("exportEndAt"), where, "exportEndAt"),
-        next_start_at=_whole(body.get("nextExportStartAt"), where, "nextExportStartAt"),
-        expire_at=_whole(body.get("expireAt"), where, "expireAt"),
+        start_at=whole_number(body.get("exportStartAt"), where, "exportStartAt"),
+        end_at=whole_number(body.get("exportEndAt"), where, "exportEndAt"),
+        next_start_at=whole_number(body.get("nextExportStartAt"), where, "nextExportStartAt"),
+        expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
     )
 
 
-def _whole(value: object, where: str, field: str) -> int | None:
+def whole_number(value: object, where: str, field: str) -> int | None:
     """An integer field (ids, epoch ms) of a job body; numeric strings are accepted."""
     if value is None:
         return None

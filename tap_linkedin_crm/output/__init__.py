@@ -1,1 +1,4 @@
-"""Output: how schemas, records and state leave the tap (Singer RECORD lines, BATCH files, Airbyte messages)."""
+"""Output: how schemas, records and state leave the tap.
+
+Singer RECORD lines, BATCH files, Airbyte messages: each an `output.base.Output`.
+"""

@@ -1,4 +1,4 @@
-"""Singer output: SCHEMA, RECORD and STATE messages on stdout, as the SDK's own path would write them.
+"""Singer output: SCHEMA, RECORD and STATE messages on stdout, as the SDK's path writes them.
 
 Each stream's records go through its stream maps (deselection, property expressions, filters,
 aliases, clones, flattening), compiled once per stream (`output.transforms`), and are encoded with

@@ -77,7 +77,7 @@ class BufferedSingerWriter(SimpleSingerWriter):
 
     @staticmethod
     def _consumer_gone() -> t.NoReturn:
-        """stdout is closed: say so, and keep Python's exit-time flush from failing on it too.
+        """Report that stdout is closed, and keep Python's exit-time flush from failing on it.
 
         Raises:
             ConsumerGoneError: Always.
