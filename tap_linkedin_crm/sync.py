@@ -151,7 +151,10 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
             stopper=stopper,
             setup_failures=failures,
         )
-        run.execute()
+        try:
+            run.execute()
+        finally:
+            output.close()
 
 
 def _session(engine: EngineSettings) -> requests.Session:

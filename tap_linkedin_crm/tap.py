@@ -21,6 +21,7 @@ from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types
 from tap_linkedin_crm.engine.state import normalize_state
 from tap_linkedin_crm.engine.stopper import EXIT_INTERRUPTED, Stopper, stop_on_signals
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
+from tap_linkedin_crm.output.batch import BatchOutput, BatchSettings
 from tap_linkedin_crm.output.handoff import END, HandoffOutput
 from tap_linkedin_crm.output.singer import SingerOutput
 from tap_linkedin_crm.output.writer import BufferedSingerWriter
@@ -275,6 +276,7 @@ class TapLinkedInCRM(Tap):
         PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.FLATTENING,
         PluginCapabilities.STRUCTURED_LOGGING,
+        PluginCapabilities.BATCH,
     ]
 
     #: The SDK's writer in binary, plus blocks of RECORD lines encoded by the Singer output.
@@ -375,12 +377,29 @@ class TapLinkedInCRM(Tap):
         """
         settings = self.settings
         streams = self.selected_streams()
-        output = SingerOutput(self, t.cast("BufferedSingerWriter", self.message_writer))
+        output = self._output(streams)
         stopper = Stopper()
         with stop_on_signals(stopper):
             run_sync(settings, streams, output, t.cast("dict[str, t.Any]", self.state), stopper)
         for stream in streams:
             stream.log_sync_costs()
+
+    def _output(self, streams: list[ExportStream]) -> SingerOutput:
+        """RECORD messages, or BATCH files for the rows streams when `batch_config` is set.
+
+        Raises:
+            ConfigValidationError: `batch_config` is not usable.
+        """
+        writer = t.cast("BufferedSingerWriter", self.message_writer)
+        batch_config = self.config.get("batch_config")
+        if not batch_config:
+            return SingerOutput(self, writer)
+        try:
+            batch = BatchSettings.from_config(batch_config)
+        except ValueError as exc:
+            raise ConfigValidationError(str(exc), errors=[str(exc)]) from None
+        rows = {stream.name for stream in streams if stream.spec.role == "rows"}
+        return BatchOutput(self, writer, batch, rows)
 
     def records_for(self, stream: ExportStream, limit: int | None) -> Iterator[dict[str, t.Any]]:
         """One stream's records (at most `limit`) from a run that keeps no state (`--test`).

@@ -53,3 +53,7 @@ class Output(t.Protocol):
     def finish(self, stream: Stream, *, complete: bool) -> None:
         """A stream got everything this run will give it (`complete`: without failures)."""
         ...
+
+    def close(self) -> None:
+        """The run ended (also when it failed or was stopped): release what is still open."""
+        ...

@@ -76,3 +76,6 @@ class HandoffOutput:
 
     def finish(self, stream: Stream, *, complete: bool) -> None:
         """Nothing to finish."""
+
+    def close(self) -> None:
+        """Nothing to release."""

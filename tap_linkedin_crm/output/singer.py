@@ -102,6 +102,9 @@ class SingerOutput:
     def waiting(self, state: Mapping[str, t.Any]) -> None:
         """Singer targets need no sign of life while jobs run."""
 
+    def close(self) -> None:
+        """Nothing stays open: every message was written."""
+
     def finish(self, stream: Stream, *, complete: bool) -> None:
         """Flush the stream's records (Singer has no per-stream end message)."""
         del complete
