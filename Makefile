@@ -12,7 +12,7 @@ PLUGINS_STAMP := .meltano/.plugins-installed
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test lint typecheck bench dist clean meltano e2e-deps docs
+.PHONY: install demo test test-fast test-sdk-next lint typecheck bench dist clean meltano e2e-deps docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,14 +45,27 @@ docs: $(STAMP)
 demo: $(STAMP) $(PLUGINS_STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP) $(PLUGINS_STAMP)
-	$(BIN)/python -m ruff check tap_linkedin_crm tests scripts
-	$(BIN)/python -m mypy
+# Everything: lint, types, then every test (unit, sandbox, process, e2e with Meltano and targets).
+test: lint typecheck $(PLUGINS_STAMP)
 	$(BIN)/python -m pytest
+
+# The inner loop: no Meltano, no targets, no end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" -q
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check tap_linkedin_crm tests scripts
 	$(BIN)/python -m ruff format --check tap_linkedin_crm tests scripts
+
+# The suite (without e2e) against the newest singer-sdk pre-release, in its own venv.
+SDK_NEXT_VENV := .venv-sdk-next
+test-sdk-next:
+	$(PYTHON) -m venv $(SDK_NEXT_VENV)
+	$(SDK_NEXT_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SDK_NEXT_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(SDK_NEXT_VENV)/bin/python -m pip install --quiet --pre --upgrade singer-sdk
+	$(SDK_NEXT_VENV)/bin/python -c "import singer_sdk.about, importlib.metadata as m; print('singer-sdk', m.version('singer-sdk'))"
+	$(SDK_NEXT_VENV)/bin/python -m pytest -m "not e2e" -q
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
