@@ -36,7 +36,7 @@ import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import simpleeval  # type: ignore[import-untyped]  # the SDK's expression evaluator; no type hints
+import simpleeval  # the SDK's expression evaluator (mypy: no stubs, see pyproject)
 from singer_sdk.exceptions import MapExpressionError
 from singer_sdk.mapper import (
     MAPPER_ALIAS_OPTION,
