@@ -630,7 +630,7 @@ def test_job_gone_on_resume_then_new_job_for_the_same_window(run_tap: RunTap) ->
         second = run_tap(config, first.final_state, timeout=60)
         assert second.returncode == 0, second.stderr[-2000:]
         assert any(r.status == 404 and r.job_id == old["jobId"] for r in sb.requests)
-        assert "gone (404" in second.stderr
+        assert "gone (HTTP 404" in second.stderr
         lost, duplicated = assert_instance_synced(sb, second, A)
         new = emitted_jobs(second.records(RECORDS), A)[0]
         assert new != old["jobId"]

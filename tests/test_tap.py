@@ -6,6 +6,7 @@ import json
 import typing as t
 
 import pytest
+from conftest import parse_messages
 
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,
@@ -90,20 +91,25 @@ def test_given_first_run_state_when_synced_again_then_jobs_start_at_bookmarks(
     assert {r["jobId"] for r in second.records(RECORDS)} == set(new_jobs)
 
 
-def test_given_doc_sample_quirk_when_next_start_equals_start_then_bookmark_follows_api(
+def test_given_doc_sample_quirk_when_next_start_equals_start_then_bookmark_passes_the_window(
     run_tap: RunTap,
 ) -> None:
+    """LinkedIn's documentation sample has nextExportStartAt == exportStartAt: following it would
+    re-export the same window on every run. The bookmark moves to exportEndAt, with a warning."""
     scenario = Scenario(
         instances={DYNAMICS_INSTANCE: InstanceSpec(rows=3, files=1)}, next_export_start="start"
     )
     with Sandbox(scenario) as sb:
         result = run_tap(sb.tap_config())
         job = next(iter(sb.jobs.values()))
+        second = run_tap(sb.tap_config(), result.final_state)
+        jobs = sorted(sb.jobs.values(), key=lambda j: j["jobId"])
     assert result.returncode == 0, result.stderr
-    assert (
-        partitions(result.final_state)[DYNAMICS_INSTANCE]["nextExportStartAt"]
-        == (job["exportStartAt"])
-    )
+    entry = partitions(result.final_state)[DYNAMICS_INSTANCE]
+    assert entry["nextExportStartAt"] == job["exportEndAt"] > job["exportStartAt"]
+    assert "exportEndAt (nextExportStartAt was" in result.stderr
+    assert second.returncode == 0, second.stderr
+    assert jobs[1]["exportStartAt"] == job["exportEndAt"]  # the next run moved on
 
 
 def test_given_empty_export_when_synced_then_bookmark_still_advances(run_tap: RunTap) -> None:
@@ -211,7 +217,16 @@ def test_given_about_when_asked_then_capabilities_listed(run_tap: RunTap) -> Non
     result = run_tap({}, args=["--about", "--format=json"])
     about = json.loads(result.stdout)
     assert sorted(about["capabilities"]) == sorted(
-        ["catalog", "discover", "state", "about", "stream-maps", "schema-flattening"]
+        [
+            "catalog",
+            "discover",
+            "state",
+            "about",
+            "stream-maps",
+            "schema-flattening",
+            "structured-logging",
+            "batch",
+        ]
     )
     assert "crm_instance_ids" in about["settings"]["properties"]
 
@@ -255,5 +270,11 @@ def test_given_test_flag_when_run_then_stops_after_first_record_without_bookmark
 ) -> None:
     result = run_tap(sandbox.tap_config(), args=["--test"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count('"type":"RECORD"') == 1
-    assert '"nextExportStartAt"' not in result.stdout
+    # One record per configured stream (the SDK's dry run), and no bookmark moved.
+    assert result.stdout.count('"type":"RECORD","stream":"crm_data_validation_records"') == 1
+    assert result.stdout.count('"type":"RECORD","stream":"crm_data_validation_exports"') == 1
+    assert result.stdout.count('"type":"RECORD"') == 2
+    states = [m["value"] for m in parse_messages(result.stdout) if m["type"] == "STATE"]
+    assert all("nextExportStartAt" not in json.dumps(state) for state in states)
+    assert "An unhandled error occurred" not in result.stderr
+    assert "Traceback" not in result.stderr

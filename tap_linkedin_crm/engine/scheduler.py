@@ -373,10 +373,15 @@ class JobScheduler:
                 )
                 LOGGER.debug("unexpected error", exc_info=True)
                 apply = self._failing(tracked, error)
-            with self._lock:
+            def applied() -> None:
+                # Still busy until applied: `wait_created` must not see a finished call whose
+                # job id is not set yet.
                 tracked.busy = False
+                apply()
+
+            with self._lock:
                 self._workers.idle += 1
-                self._results.append(apply)
+                self._results.append(applied)
                 self._lock.notify_all()
 
         self._workers.submit(work)
