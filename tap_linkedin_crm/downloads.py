@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import urllib3
 
 from tap_linkedin_crm.client import redact_url
-from tap_linkedin_crm.csv_decoding import CsvDecoder, HeaderInfo, verified_if_gzip
+from tap_linkedin_crm.decoding import CsvDecoder, HeaderInfo, verified_if_gzip
 from tap_linkedin_crm.errors import (
     DownloadExpiredError,
     DownloadIncompleteError,

@@ -21,7 +21,7 @@ from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedE
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, column_json_schema
-from tap_linkedin_crm.csv_decoding import INVALID_VALUES_KEY
+from tap_linkedin_crm.decoding import INVALID_VALUES_KEY
 from tap_linkedin_crm.downloads import Position
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncFailedError, SyncInterruptedError
 from tap_linkedin_crm.run import ExportRun, plan_for
