@@ -16,7 +16,7 @@ import time
 import typing as t
 from pathlib import Path
 
-from tap_linkedin_crm.csv_decoding import ColumnType, CsvDecoder
+from tap_linkedin_crm.decoding import ColumnType, CsvDecoder
 
 SPEC: dict[str, ColumnType] = {
     "crmRecordId": "string",

@@ -56,6 +56,14 @@ class MalformedCSVError(LinkedInCRMError):
     """An export file is not CSV the tap can read without guessing (and so without losing data)."""
 
 
+class LocalStorageError(LinkedInCRMError):
+    """This machine could not keep a temporary file: TMPDIR is full, read-only, missing or not ours.
+
+    Not worth retrying as is: free space in the temporary directory, or point TMPDIR at one
+    with room, then run the sync again.
+    """
+
+
 class JobFailedError(LinkedInCRMError):
     """Every attempt at an export job ended in a `FAILED_*` status."""
 

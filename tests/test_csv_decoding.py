@@ -5,23 +5,35 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
+import json
 import random
+import re
+import subprocess
+import sys
+import tempfile
 import typing as t
 from pathlib import Path
 
 import pytest
+from reference_csv import reference_rows
 
-from tap_linkedin_crm.csv_decoding import (
+from tap_linkedin_crm.decoding import (
     EXTRA_COLUMNS_KEY,
     INVALID_VALUES_KEY,
+    MAX_FIELD_CHARS,
     ColumnType,
     CsvDecoder,
     HeaderInfo,
-    _timestamp_caching,
-    reference_rows,
+    byte_source,
     verified_if_gzip,
 )
-from tap_linkedin_crm.errors import DownloadIncompleteError, MalformedCSVError
+from tap_linkedin_crm.decoding.converters import timestamp_caching
+from tap_linkedin_crm.errors import (
+    DownloadIncompleteError,
+    LocalStorageError,
+    MalformedCSVError,
+)
 
 FIXTURES = Path(__file__).parent / "data" / "csv"
 
@@ -130,30 +142,44 @@ def test_given_1_to_7_byte_reads_when_decoded_then_same_rows() -> None:
             assert len(chunked) == len(AWKWARD_VALUES)
 
 
-def test_given_5_mib_field_then_kept_and_global_limit_untouched() -> None:
+def test_given_field_at_limit_then_kept_one_more_char_malformed_global_limit_untouched() -> None:
     limit = csv.field_size_limit()
-    big = "x" * (5 * 1024 * 1024 - 3) + "\r\n,"
+    big = "x" * (MAX_FIELD_CHARS - 3) + "\r\n,"
     rows = decode(csv_bytes([["id", "note"], ["1", big], ["2", "small"]]))
     assert rows[0]["note"] == big
     assert rows[1] == {"id": "2", "note": "small"}
+    with pytest.raises(MalformedCSVError, match=r"test\.csv: data row 1 has a field longer than"):
+        decode(csv_bytes([["id", "note"], ["1", big + "x"], ["2", "small"]]))
     assert csv.field_size_limit() == limit
 
 
-def test_given_empty_file_then_no_rows_and_empty_header() -> None:
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\r\n\n", b"\xef\xbb\xbf\n\r\n\n"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_given_no_header_row_then_no_rows_and_header_none(data: bytes, compress: bool) -> None:
     decoder = CsvDecoder(SPEC)
-    assert list(decoder.rows(io.BytesIO(b""))) == []
-    assert decoder.header is not None
-    assert decoder.header.columns == ()
+    assert list(decoder.rows(io.BytesIO(gzip.compress(data) if compress else data))) == []
+    assert decoder.header is None
     assert decoder.rows_read == 0
-    assert list(decoder.rows(io.BytesIO(gzip.compress(b"")))) == []
 
 
-@pytest.mark.parametrize("data", [b"id,name\r\n", b"id,name", b"\xef\xbb\xbfid,name\n\n\r\n"])
-def test_given_header_only_then_no_rows(data: bytes) -> None:
+@pytest.mark.parametrize(
+    "data", [b"id,name\r\n", b"id,name", b"\xef\xbb\xbfid,name\n\n\r\n", b"\n\nid,name\n"]
+)
+@pytest.mark.parametrize("compress", [False, True])
+def test_given_header_only_then_no_rows_and_header_info(data: bytes, compress: bool) -> None:
     decoder = CsvDecoder(SPEC)
-    assert list(decoder.rows(io.BytesIO(data))) == []
+    assert list(decoder.rows(io.BytesIO(gzip.compress(data) if compress else data))) == []
     assert decoder.header is not None
     assert decoder.header.columns == ("id", "name")
+    assert decoder.rows_read == 0
+
+
+def test_given_header_then_no_header_when_decoded_again_then_header_reset() -> None:
+    decoder = CsvDecoder(SPEC)
+    assert list(decoder.rows(io.BytesIO(b"id\n1\n"))) == [{"id": "1"}]
+    assert decoder.header is not None
+    assert list(decoder.rows(io.BytesIO(b""))) == []
+    assert decoder.header is None
 
 
 def test_given_empty_lines_then_skipped_and_not_numbered() -> None:
@@ -477,10 +503,10 @@ def test_timestamp_caches_never_change_a_result() -> None:
         except (ValueError, LookupError):
             return "invalid"
 
-    texts, warm = _timestamp_caching()
+    texts, warm = timestamp_caching()
     for _ in range(3):
         for value in TIMESTAMP_SEQUENCE:
-            cold = outcome(_timestamp_caching()[1], value)
+            cold = outcome(timestamp_caching()[1], value)
             assert outcome(warm, value) == cold, value
             assert texts.get(value, cold) == cold, value
             if value:
@@ -512,3 +538,258 @@ def test_given_plain_or_good_gzip_when_verified_then_same_rows() -> None:
     for body in (data, gzip.compress(data)):
         with verified_if_gzip(io.BytesIO(body)) as stream:
             assert [r["id"] for r in CsvDecoder({"id": "integer"}).rows(stream)] == [1, 2]
+
+
+# A child process decodes a generated 300 MB stream (never held anywhere whole) and reports the
+# error and how much it read; a wrapper process runs it alone, so that RUSAGE_CHILDREN is its
+# peak RSS and nothing else's.
+BOUNDED_MEMORY_CHILD = r"""
+import io, itertools, json, sys, zlib
+from tap_linkedin_crm.decoding import CsvDecoder
+from tap_linkedin_crm.errors import MalformedCSVError
+
+TOTAL = 300 * 10**6
+VARIANTS = {
+    # CR-only line endings: not a single LF in 300 MB.
+    "cr_only": (b"id,note\r", b"1,plain text \xc3\xa9\xe6\x9d\x8e\xf0\x9f\x8e\x89 and more\r"),
+    # One unclosed quote early, then ordinary LF lines: one quoted field grows and grows.
+    "unclosed_quote": (
+        b'id,note\n1,ok\n2,"lost quote\n',
+        b"3,li\xf0\x9f\x8e\x89ne \xe6\x9d\x8e after line\n",
+    ),
+    # No line break of any kind: one endless unquoted line.
+    "no_line_break": (b"id,", b"note and more text "),
+    # Lines within the limit, but each one record of 2 Mi two-character fields.
+    "tiny_fields_line": (b"id,note\n", b"ab," * (2 * 2**20 - 2) + b"ab\n"),
+    # One record of tiny fields on ever more lines, joined by quoted line breaks.
+    "tiny_fields_quoted_lines": (b'id,note\n1,"x\n', b'",' + b"ab," * 20_000 + b'"x\n'),
+}
+
+
+class Generated(io.RawIOBase):
+    def __init__(self, head, body, compress):
+        body = body * max(1, 65536 // len(body))
+        self.parts = itertools.chain([head], itertools.repeat(body))
+        self.left = TOTAL
+        self.read_out = 0  # bytes of CSV handed out (before compression)
+        self.gzip = zlib.compressobj(wbits=31) if compress else None
+        self.pending = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self.pending and (self.left or self.gzip):
+            part = next(self.parts)[: self.left] if self.left else b""
+            self.left -= len(part)
+            self.read_out += len(part)
+            if self.gzip is None:
+                self.pending = part
+            elif part:
+                self.pending = self.gzip.compress(part)
+            else:
+                self.pending, self.gzip = self.gzip.flush(), None
+        size = min(len(buffer), len(self.pending))
+        buffer[:size] = self.pending[:size]
+        self.pending = self.pending[size:]
+        return size
+
+
+variant, compress = sys.argv[1], sys.argv[2] == "gzip"
+source = Generated(*VARIANTS[variant], compress)
+decoder = CsvDecoder({"id": "integer", "note": "string"}, label="generated.csv")
+try:
+    rows = sum(1 for _ in decoder.rows(io.BufferedReader(source, 1 << 20)))
+    outcome = f"no error after {rows} rows"
+except MalformedCSVError as exc:
+    outcome = str(exc)
+print(json.dumps({"error": outcome, "read": source.read_out}))
+"""
+
+BOUNDED_MEMORY_WRAPPER = r"""
+import json, resource, subprocess, sys
+child = subprocess.run(
+    [sys.executable, "-c", sys.argv[1], *sys.argv[2:]], capture_output=True, text=True, check=False
+)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+print(json.dumps({"returncode": child.returncode, "stdout": child.stdout,
+                  "stderr": child.stderr[-2000:], "peak_kib": peak}))
+"""
+
+
+@pytest.mark.parametrize("compress", ["plain", "gzip"])
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("cr_only", r"no line break \(LF\) in the 6 MiB from the start of the header"),
+        ("unclosed_quote", r"data row 2 has a field longer than 1,572,864 characters"),
+        ("no_line_break", r"no line break \(LF\) in the 6 MiB from the start of the header"),
+        ("tiny_fields_line", r"data row 1 has 2097151 fields but the header has 2"),
+        ("tiny_fields_quoted_lines", r"data row 1 runs on over more than 6 MiB of lines"),
+    ],
+)
+def test_given_300_mb_without_line_breaks_then_malformed_in_bounded_memory(
+    variant: str, expected: str, compress: str
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BOUNDED_MEMORY_WRAPPER,
+            BOUNDED_MEMORY_CHILD,
+            variant,
+            compress,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["returncode"] == 0, report["stderr"]
+    child = json.loads(report["stdout"])
+    assert re.search(r"^generated\.csv: .*" + expected, child["error"]), child["error"]
+    assert child["read"] < 32 * 2**20  # stopped early, not after reading the file whole
+    assert report["peak_kib"] < 300 * 1024, f"peak RSS {report['peak_kib'] / 1024:.0f} MiB"
+
+
+def storage_message(directory: str, cause: str) -> str:
+    return (
+        "cannot keep the temporary copy of a gzip download in"
+        f" {re.escape(directory)} \\({cause}\\): free space there, or set TMPDIR to a writable"
+        " directory with room for the compressed file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "cause"),
+    [
+        (lambda path: None, "No such file or directory"),
+        (lambda path: path.write_bytes(b"a file, not a directory"), "Not a directory"),
+    ],
+)
+def test_given_unusable_tmpdir_when_gzip_verified_then_local_storage_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make: t.Callable[[Path], object],
+    cause: str,
+) -> None:
+    directory = tmp_path / "tmpdir"
+    make(directory)
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    body = gzip.compress(csv_bytes([["id"], ["1"]]))
+    with (
+        pytest.raises(LocalStorageError, match=storage_message(str(directory), cause)),
+        verified_if_gzip(io.BytesIO(body)),
+    ):
+        pytest.fail("the body ran")
+    # A plain body needs no temporary file.
+    with verified_if_gzip(io.BytesIO(csv_bytes([["id"], ["1"]]))) as stream:
+        assert [row["id"] for row in CsvDecoder({"id": "integer"}).rows(stream)] == [1]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_given_full_disk_when_gzip_verified_then_local_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /dev/full answers every write with ENOSPC, as a full TMPDIR would.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def full_disk_file(**kwargs: object) -> t.IO[bytes]:
+        return Path("/dev/full").open("w+b", buffering=0)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full_disk_file)
+    rows = [["id", "note"]] + [[str(i), "x" * (i % 100)] for i in range(50_000)]
+    body = gzip.compress(csv_bytes(rows))
+    with (
+        pytest.raises(
+            LocalStorageError, match=storage_message(str(tmp_path), "No space left on device")
+        ),
+        verified_if_gzip(io.BytesIO(body)),
+    ):
+        pytest.fail("the body ran")
+
+
+class FailingReader(io.RawIOBase):
+    """Returns `data`, then fails the way a dropped connection does."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._data:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        chunk, self._data = self._data[:size], self._data[size:]
+        return chunk
+
+
+def test_given_download_error_while_spooling_then_it_passes_through() -> None:
+    body = gzip.compress(csv_bytes([["id"], ["1"]]))
+    with (
+        pytest.raises(ConnectionResetError),
+        verified_if_gzip(t.cast("t.IO[bytes]", FailingReader(body[:10]))),
+    ):
+        pytest.fail("the body ran")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_line_limit_counts_the_lf_and_holds_across_read_boundaries(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    monkeypatch.setattr(byte_source, "MAX_RECORD_BYTES", 32)
+    monkeypatch.setattr(byte_source, "READ_SIZE", 16)
+    moving = itertools.count().__next__  # a record done at every check: only lines are limited
+    fits = b"a" * 31 + b"\n"
+    lines = [b"id\n", fits, b"b" * 5 + b"\r\n", fits, b"c" * 32]
+    reader = ChunkedReader(b"\xef\xbb\xbf" + b"".join(lines), seed)
+    blocks = list(byte_source.line_blocks(reader.read, moving))
+    assert b"".join(blocks) == b"".join(lines)
+    assert all(block.endswith(b"\n") for block in blocks[:-1])
+    stream = t.cast("t.IO[bytes]", ChunkedReader(b"".join(lines), seed))
+    assert list(byte_source.open_lines(stream, moving)) == [line.decode() for line in lines]
+    for too_long in (b"a" * 32 + b"\n", b"a" * 33):
+        data = b"".join([b"id\n", fits, too_long, fits])
+        reader = ChunkedReader(data, seed)
+        with pytest.raises(byte_source.LineTooLongError):
+            list(byte_source.line_blocks(reader.read, moving))
+        with pytest.raises(MalformedCSVError, match=r"test\.csv: no line break .* data row 2"):
+            decode(data, {"id": "string"})
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_record_limit_bounds_quoted_line_breaks_to_within_a_read(
+    monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    monkeypatch.setattr(byte_source, "MAX_RECORD_BYTES", 64)
+    monkeypatch.setattr(byte_source, "READ_SIZE", 8)
+    spec: dict[str, ColumnType] = {"id": "integer", "note": "string"}
+
+    def rows(lines: int) -> list[dict[str, t.Any]]:
+        # Data row 2 is 6 + 2 * lines bytes long, on 1 + lines lines; the rows around it are short.
+        data = b"id,note\n" + b"1,a\n" * 30 + b'2,"' + b"x\n" * lines + b'"\n' + b"3,c\n" * 30
+        stream = ChunkedReader(data, lines) if chunked else io.BytesIO(data)
+        return list(CsvDecoder(spec, label="test.csv").rows(t.cast("t.IO[bytes]", stream)))
+
+    assert rows(20)[30] == {"id": 2, "note": "x\n" * 20}  # 46 bytes: kept
+    with pytest.raises(MalformedCSVError, match=r"test\.csv: data row 31 runs on over more than"):
+        rows(50)  # 106 bytes: more than the limit and two reads
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_skipped_rows_and_empty_lines_count_as_records_done(
+    monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    monkeypatch.setattr(byte_source, "MAX_RECORD_BYTES", 64)
+    monkeypatch.setattr(byte_source, "READ_SIZE", 8)
+    # Runs of short records, empty lines and skipped rows, each far longer than the limit, but
+    # never one long record.
+    rows_1 = b"1\n\n" * 50 + b"\n" * 300 + b"1\n" * 50
+    data = b"\n" * 300 + b"id\n" + rows_1 + b"\n" * 300 + b"2\n" + b"\r\n" * 300
+    for skip in (0, 99):
+        stream = ChunkedReader(data, skip) if chunked else io.BytesIO(data)
+        decoder = CsvDecoder({"id": "integer"})
+        rows = list(decoder.rows(t.cast("t.IO[bytes]", stream), skip_rows=skip))
+        assert rows == [{"id": 1}] * (100 - skip) + [{"id": 2}]
+        assert decoder.rows_read == 101

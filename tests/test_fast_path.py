@@ -14,11 +14,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from reference_csv import reference_rows
 
 from tap_linkedin_crm import streams
 from tap_linkedin_crm import writer as writer_module
 from tap_linkedin_crm.columns import DEFAULT_COLUMN_TYPES, ColumnType
-from tap_linkedin_crm.csv_decoding import reference_rows
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE, InstanceSpec, Sandbox
 from tap_linkedin_crm.sandbox.scenario import Scenario
 from tap_linkedin_crm.streams import RecordsStream

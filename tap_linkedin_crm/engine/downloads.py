@@ -252,7 +252,7 @@ class ExportDownloader:
                 empty += 1
                 if empty == 1:
                     LOGGER.warning(
-                        "%s: %s is empty (0 bytes, not even a header); fetching it again.",
+                        "%s: %s is empty (not even a header); fetching it again.",
                         tracked.label,
                         label,
                     )
@@ -261,11 +261,11 @@ class ExportDownloader:
                     continue
                 if tracked.empty_jobs < 1:
                     tracked.empty_jobs += 1
-                    msg = f"{label} stayed empty (0 bytes)"
+                    msg = f"{label} stayed empty (no header)"
                     raise _EmptyFileError(msg) from None
                 note = (
-                    f"{label} was empty (0 bytes) twice, also from a new export job; taken as a "
-                    "file without rows."
+                    f"{label} was empty (no header) twice, also from a new export job; taken as "
+                    "a file without rows."
                 )
                 LOGGER.warning("%s: %s", tracked.label, note)
                 tracked.note = note if tracked.note is None else f"{tracked.note} {note}"
@@ -347,7 +347,7 @@ class ExportDownloader:
                             f" of {int(size) / 1e6:.1f} MB" if size else "",
                             row_number / max(now - started, 1e-9),
                         )
-        if reader.bytes_read == 0 and (decoder.header is None or not decoder.header.columns):
+        if decoder.header is None:  # not even a header: 0 bytes (or only a BOM, blank lines)
             raise _EmptyBodyError
         if decoder.rows_read < row_number:
             # Rows were emitted from an earlier transfer of this URL that this one lacks: the
@@ -399,8 +399,6 @@ def _shutdown(response: requests.Response) -> None:
 
 
 def _log_drift(label: str, file_label: str, header: HeaderInfo) -> None:
-    if not header.columns:
-        return
     if header.added:
         LOGGER.warning(
             "%s: %s has columns not declared in column_types: %s; they are kept as strings in "
