@@ -14,7 +14,7 @@ from functools import cached_property
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
@@ -453,6 +453,11 @@ class TapLinkedInCRM(Tap):
         except ConfigValidationError as exc:
             details = [e for e in exc.errors if e not in str(exc)]
             LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+        except MappingError as exc:
+            # Stream maps carry no secrets: the whole message, checked before any export job.
+            LOGGER.error("Invalid stream_maps: %s", exc)  # noqa: TRY400 - message says all
             sys.stderr.flush()
             raise SystemExit(1) from None
         except LinkedInCRMError as exc:

@@ -35,8 +35,10 @@ class SingerRecordSink:
         self,
         writer: BufferedSingerWriter,
         outputs: Sequence[tuple[str, Callable[[dict[str, t.Any]], dict[str, t.Any] | None]]],
+        stream_name: str = "",
     ) -> None:
         """Pair each map's transform with an encoder for its stream alias."""
+        self.stream_name = stream_name
         self._writer = writer
         self._pairs = [
             (alias, transform, RecordLineEncoder(writer, alias, None))
@@ -86,7 +88,7 @@ class SingerOutput:
                     )
                 )
             self._sinks[stream.name] = SingerRecordSink(
-                self.writer, [(output.alias, output.transform) for output in outputs]
+                self.writer, [(output.alias, output.transform) for output in outputs], stream.name
             )
 
     def sink(self, stream: Stream) -> SingerRecordSink:
