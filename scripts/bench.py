@@ -4,7 +4,9 @@ What one run does, on this machine:
 
 1. Starts the LinkedIn sandbox in-process (a background thread) serving one export of `--rows` rows
    (12 columns, ~230 bytes a row, plain CSV, one file per instance).
-2. Runs the real `tap-linkedin-crm` process (all streams selected, no stream maps) with its stdout
+2. Runs the real `tap-linkedin-crm` process in each configuration (`--configs`): `identity` (no
+   stream maps), `md5` (`"email": "md5(email) if email else None"`), `deselect2` (email and title
+   deselected in the catalog) and `flatten1` (`flattening_enabled`, depth 1), with its stdout
    through a pipe into a consumer process that counts lines.
 3. Downloads the same CSV once to a temporary file and runs two baselines over it, also piped into
    the consumer: `csv.reader` + `json.dumps` and `csv.reader` + `orjson.dumps`, each writing
@@ -16,8 +18,13 @@ job wait, process start-up and SDK discovery are excluded, and download, decodin
 and the pipe are included. For a baseline, from its process start to its last line. Peak RSS is the
 child's VmHWM from /proc, polled every 20 ms.
 
+Runs are interleaved (each round runs every configuration and baseline once), so a busy moment on
+the machine hits all of them alike; the median of the rounds is reported, with each
+configuration's ratio to the `csv+json` baseline.
+
 Usage:
-    .venv/bin/python scripts/bench.py [--rows N] [--runs 3] [--skip-baselines]
+    .venv/bin/python scripts/bench.py [--rows N] [--runs 3] [--configs identity,md5]
+        [--skip-baselines]
     .venv/bin/python scripts/bench.py --instances 4 --processing-seconds 5 --rows 20000
 
 Results: a table on stdout and JSON in bench-results/bench.json (or `--out`).
@@ -42,11 +49,19 @@ import urllib.request
 from pathlib import Path
 
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, InstanceSpec, Sandbox, Scenario
+from tap_linkedin_crm.tap import TapLinkedInCRM
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDS_STREAM = "crm_data_validation_records"
 RECORDS_MARK = b'"stream":"' + RECORDS_STREAM.encode() + b'"'
 BIN = Path(sys.executable).parent
+#: Tap settings (and catalog changes) of each benchmarked configuration.
+CONFIGS: dict[str, dict[str, t.Any]] = {
+    "identity": {},
+    "md5": {"stream_maps": {RECORDS_STREAM: {"email": "md5(email) if email else None"}}},
+    "deselect2": {"deselect": ["email", "title"]},
+    "flatten1": {"flattening_enabled": True, "flattening_max_depth": 1},
+}
 
 # The consumer: count lines; note when the last chunk holding a records-stream line arrived.
 CONSUMER = f"""
@@ -162,22 +177,34 @@ def _scenario(rows: int, instances: int, processing_seconds: float | None) -> Sc
     )
 
 
-def _tap_run(rows: int, work: Path, args: argparse.Namespace) -> dict[str, t.Any]:
-    """One sandbox + one tap run; returns its measurements and the CSV URL of the job."""
+def _tap_run(rows: int, work: Path, args: argparse.Namespace, name: str) -> dict[str, t.Any]:
+    """One sandbox + one tap run in configuration `name`; returns its measurements."""
     scenario = _scenario(rows, args.instances, args.processing_seconds)
+    settings = dict(CONFIGS[name])
+    deselect = settings.pop("deselect", [])
     with Sandbox(scenario) as sandbox:
-        config = sandbox.tap_config(job_timeout=max(60, 10 * (args.processing_seconds or 0)))
+        config = sandbox.tap_config(
+            job_timeout=max(60, 10 * (args.processing_seconds or 0)), **settings
+        )
         config_path = work / "config.json"
         config_path.write_text(json.dumps(config), encoding="utf-8")
-        start, end, lines, first, last, rss = _run_piped(
-            [str(BIN / "tap-linkedin-crm"), "--config", str(config_path)], work / "tap.stderr"
-        )
+        command = [str(BIN / "tap-linkedin-crm"), "--config", str(config_path)]
+        if deselect:
+            catalog = TapLinkedInCRM(config=config).catalog_dict
+            for stream in catalog["streams"]:
+                for entry in stream["metadata"]:
+                    if entry["breadcrumb"][-1:] and entry["breadcrumb"][-1] in deselect:
+                        entry["metadata"]["selected"] = False
+            catalog_path = work / "catalog.json"
+            catalog_path.write_text(json.dumps(catalog), encoding="utf-8")
+            command += ["--catalog", str(catalog_path)]
+        start, end, lines, first, last, rss = _run_piped(command, work / f"tap-{name}.stderr")
         jobs = list(sandbox.jobs.values())
         completed = max(job["completedAt"] or 0 for job in jobs) / 1000
         created = min(job["createdAt"] for job in jobs) / 1000
-        if args.keep_csv is None and not args.skip_baselines:
+        csv_path = work / "export.csv"
+        if not csv_path.exists() and not args.skip_baselines:
             url = jobs[0]["downloadUrls"][0]
-            csv_path = work / "export.csv"
             with urllib.request.urlopen(url) as response, csv_path.open("wb") as target:  # noqa: S310 - loopback sandbox
                 shutil.copyfileobj(response, target, 1 << 20)
     total_rows = rows * args.instances
@@ -226,7 +253,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--processing-seconds", type=float, default=None)
     parser.add_argument("--skip-baselines", action="store_true")
-    parser.add_argument("--keep-csv", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "bench.json"))
     parser.add_argument("--baseline-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,25 +271,33 @@ def main() -> None:
         "timed": "tap: job completedAt -> last records-stream line at the consumer; "
         "baselines: process start -> last line",
     }
+    names = [name.strip() for name in args.configs.split(",") if name.strip()]
+    unknown = set(names) - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
+    results["configs"] = {name: CONFIGS[name] for name in names}
     with tempfile.TemporaryDirectory(prefix="tap-bench-") as tmp:
         work = Path(tmp)
-        tap_runs = []
+        runs: dict[str, list[dict[str, t.Any]]] = {name: [] for name in names}
+        baseline_runs: dict[str, list[dict[str, t.Any]]] = {"json": [], "orjson": []}
         for i in range(args.runs):
-            tap_runs.append(_tap_run(args.rows, work, args))
-            run = tap_runs[-1]
-            print(
-                f"tap run {i + 1}: {run['records_per_s']:,.0f} records/s, "
-                f"{run['peak_rss_mib']:.1f} MiB, wall {run['wall_seconds']:.2f} s, "
-                f"job created -> last record {run['job_created_to_last_record_s']:.2f} s",
-                file=sys.stderr,
-            )
-        results["tap"] = _median(tap_runs)
-        if not args.skip_baselines:
-            csv_path = work / "export.csv"
-            rows = args.rows
-            for kind in ("json", "orjson"):
-                runs = [_baseline_run(kind, csv_path, rows, work) for _ in range(args.runs)]
-                results[f"csv+{kind}"] = _median(runs)
+            for name in names:
+                runs[name].append(_tap_run(args.rows, work, args, name))
+                run = runs[name][-1]
+                print(
+                    f"round {i + 1} {name}: {run['records_per_s']:,.0f} records/s, "
+                    f"{run['peak_rss_mib']:.1f} MiB, wall {run['wall_seconds']:.2f} s, "
+                    f"job created -> last record {run['job_created_to_last_record_s']:.2f} s",
+                    file=sys.stderr,
+                )
+            if not args.skip_baselines:
+                csv_path = work / "export.csv"
+                for kind, kind_runs in baseline_runs.items():
+                    kind_runs.append(_baseline_run(kind, csv_path, args.rows, work))
+        results["tap"] = {name: _median(runs[name]) for name in names}
+        for kind, kind_runs in baseline_runs.items():
+            if kind_runs:
+                results[f"csv+{kind}"] = _median(kind_runs)
     _print_table(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -269,24 +306,26 @@ def main() -> None:
 
 
 def _print_table(results: dict[str, t.Any]) -> None:
-    tap = results["tap"]
+    taps = results["tap"]
+    rounds = len(next(iter(taps.values()))["runs_records_per_s"])
     print(
         f"\n{results['instances']} instance(s) x {results['rows_per_instance']:,} rows, "
-        f"median of {len(tap['runs_records_per_s'])} run(s); timed: {results['timed']}"
+        f"median of {rounds} round(s); timed: {results['timed']}"
     )
-    print(f"{'':14s} {'records/s':>12s} {'peak RSS MiB':>13s} {'tap/this':>9s}")
-    for name in ("tap", "csv+json", "csv+orjson"):
-        if name not in results:
-            continue
-        row = results[name]
-        ratio = tap["records_per_s"] / row["records_per_s"]
-        print(f"{name:14s} {row['records_per_s']:12,.0f} {row['peak_rss_mib']:13.1f} {ratio:9.2f}")
-        row["ratio_tap_to_this"] = ratio
+    baseline = results.get("csv+json")
+    print(f"{'':16s} {'records/s':>12s} {'peak RSS MiB':>13s} {'x csv+json':>11s}")
+    rows = [(f"tap {name}", row) for name, row in taps.items()]
+    rows += [(name, results[name]) for name in ("csv+json", "csv+orjson") if name in results]
+    for name, row in rows:
+        ratio = row["records_per_s"] / baseline["records_per_s"] if baseline else float("nan")
+        row["ratio_to_csv_json"] = ratio
+        print(f"{name:16s} {row['records_per_s']:12,.0f} {row['peak_rss_mib']:13.1f} {ratio:11.2f}")
     if results["processing_seconds"]:
+        first = next(iter(taps.values()))
         print(
             f"{results['instances']} instances, jobs of {results['processing_seconds']} s each: "
-            f"first job created -> last record {tap['job_created_to_last_record_s']:.2f} s "
-            f"(process wall {tap['wall_seconds']:.2f} s)"
+            f"first job created -> last record {first['job_created_to_last_record_s']:.2f} s "
+            f"(process wall {first['wall_seconds']:.2f} s)"
         )
 
 
