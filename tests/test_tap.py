@@ -6,7 +6,6 @@ import json
 import typing as t
 
 import pytest
-from conftest import parse_messages
 
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,
@@ -274,7 +273,8 @@ def test_given_test_flag_when_run_then_stops_after_first_record_without_bookmark
     assert result.stdout.count('"type":"RECORD","stream":"crm_data_validation_records"') == 1
     assert result.stdout.count('"type":"RECORD","stream":"crm_data_validation_exports"') == 1
     assert result.stdout.count('"type":"RECORD"') == 2
-    states = [m["value"] for m in parse_messages(result.stdout) if m["type"] == "STATE"]
+    messages = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
     assert all("nextExportStartAt" not in json.dumps(state) for state in states)
     assert "An unhandled error occurred" not in result.stderr
     assert "Traceback" not in result.stderr
