@@ -193,7 +193,10 @@ class JobScheduler:
         """
         while not self.stopper.stopped:
             with self._lock:
-                creating = any(j.busy and j.job_id is None for j in self._tracked)
+                # A finished call's result is applied (job id set) by the scheduler thread.
+                creating = bool(self._results) or any(
+                    j.busy and j.job_id is None for j in self._tracked
+                )
                 blocked = self._slots >= self.max_in_flight
                 if not creating and (not self._pending or blocked):
                     return
