@@ -417,6 +417,8 @@ class JobScheduler:
             reason = _status_text(exc)
 
             def gone() -> None:
+                if tracked.outcome is not Outcome.PENDING:
+                    return  # cancelled meanwhile: no new job
                 LOGGER.warning(
                     "%s: export job %s from the last run is gone (%s; jobs expire after 7 "
                     "days); creating a new job for the same window.",
@@ -429,6 +431,8 @@ class JobScheduler:
             return gone
 
         def apply() -> None:
+            if tracked.outcome is not Outcome.PENDING:
+                return  # cancelled meanwhile: the job stays remembered as it was
             if job.phase is JobPhase.FAILED:
                 LOGGER.warning(
                     "%s: export job %s from the last run ended %s; creating a new job for the "
@@ -461,8 +465,8 @@ class JobScheduler:
         except NotFoundError:
 
             def vanished() -> None:
-                if tracked.job_id != job_id:
-                    return
+                if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
+                    return  # replaced or cancelled meanwhile
                 self._on_failure(tracked, None, "it vanished (404) while being polled")
 
             return vanished
