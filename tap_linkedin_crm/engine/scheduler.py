@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import heapq
 import itertools
 import logging
@@ -379,10 +380,22 @@ class JobScheduler:
             with self._lock:
                 tracked.busy = False
                 self._workers.idle += 1
-                self._results.append(apply)
+                self._results.append(functools.partial(self._apply, tracked, apply))
                 self._lock.notify_all()
 
         self._workers.submit(work)
+
+    def _apply(self, tracked: TrackedJob, apply: Callable[[], None]) -> None:
+        """Apply a call's result; an error there (or in the kind) fails the job, not the thread."""
+        try:
+            apply()
+        except Exception as exc:  # the scheduler thread must outlive any one job
+            LOGGER.debug("unexpected error", exc_info=True)
+            if tracked.outcome is Outcome.PENDING:
+                error = LinkedInCRMError(
+                    f"{tracked.label}: the export failed ({type(exc).__name__})."
+                )
+                self._finish(tracked, Outcome.FAILED, error)
 
     # Calls (worker threads): HTTP, then a closure applied under the lock -----------------------
 
