@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tap_linkedin_crm.writer import BufferedSingerWriter, RecordLineEncoder
 
 from tap_linkedin_crm import streams
 from tap_linkedin_crm import writer as writer_module
@@ -23,7 +24,6 @@ from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE, InstanceS
 from tap_linkedin_crm.sandbox.scenario import Scenario
 from tap_linkedin_crm.streams import RecordsStream
 from tap_linkedin_crm.tap import TapLinkedInCRM
-from tap_linkedin_crm.writer import BufferedSingerWriter, RecordLineEncoder
 
 RECORDS = "crm_data_validation_records"
 # Awkward on purpose: BOM, NUL bytes, 70k-character fields, quoted CR/LF and non-ASCII (sandbox

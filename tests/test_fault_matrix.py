@@ -35,7 +35,6 @@ from faultkit import (
 )
 
 from tap_linkedin_crm.auth import StaticTokenProvider
-from tap_linkedin_crm.transport import LinkedInClient
 from tap_linkedin_crm.errors import APIError
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,
@@ -47,6 +46,7 @@ from tap_linkedin_crm.sandbox import (
     Sandbox,
     Scenario,
 )
+from tap_linkedin_crm.transport import LinkedInClient
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -35,7 +35,6 @@ from faultkit import (
 )
 
 from tap_linkedin_crm.auth import StaticTokenProvider
-from tap_linkedin_crm.transport import LinkedInClient
 from tap_linkedin_crm.columns import DEFAULT_COLUMN_TYPES
 from tap_linkedin_crm.engine.downloads import ExportDownloader, Position
 from tap_linkedin_crm.engine.scheduler import TrackedJob
@@ -43,6 +42,7 @@ from tap_linkedin_crm.engine.stopper import Stopper
 from tap_linkedin_crm.errors import SyncInterruptedError
 from tap_linkedin_crm.jobs import ExportJob
 from tap_linkedin_crm.kinds.base import ExportTask, Partition, Window
+from tap_linkedin_crm.output.singer import STATE_EVERY_ROWS
 from tap_linkedin_crm.sandbox import (
     DYNAMICS_INSTANCE,
     SFDC_INSTANCE,
@@ -51,7 +51,7 @@ from tap_linkedin_crm.sandbox import (
     Sandbox,
     Scenario,
 )
-from tap_linkedin_crm.output.singer import STATE_EVERY_ROWS
+from tap_linkedin_crm.transport import LinkedInClient
 
 if t.TYPE_CHECKING:
     import subprocess
