@@ -847,3 +847,19 @@ def test_given_kind_raising_in_failure_action_when_job_failed_then_failed_not_hu
     assert tracked[0].outcome is Outcome.FAILED
     assert isinstance(tracked[0].error, LinkedInCRMError)
     assert "ValueError" in str(tracked[0].error)
+
+
+def test_given_remembered_job_still_running_when_resumed_then_one_next_poll_is_scheduled(
+    stopper: Stopper,
+) -> None:
+    kind = FakeKind(remembered={77: ["PROCESSING"]})
+    with running(kind, [resumed(Window(T0))], stopper, interval=30, max_interval=30) as (
+        scheduler,
+        [tracked],
+    ):
+        scheduler.wait_created()  # the resume GET was answered and applied
+        assert tracked.job_id == 77
+        with scheduler._lock:
+            next_polls = [entry for entry in scheduler._due if entry[2] is tracked]
+        scheduler.cancel([tracked])
+    assert len(next_polls) == 1  # two would poll the job twice as often, for good

@@ -464,7 +464,7 @@ class JobScheduler:
                 resume.job_id,
                 job.status,
             )
-            self._begin_polling(tracked)
+            self._begin_polling(tracked, schedule=False)  # _on_status schedules the next poll
             tracked.polls += 1
             self._on_status(tracked, job)
 
@@ -494,12 +494,14 @@ class JobScheduler:
 
     # Decisions (scheduler thread, under the lock) -----------------------------------------------
 
-    def _begin_polling(self, tracked: TrackedJob) -> None:
+    def _begin_polling(self, tracked: TrackedJob, *, schedule: bool = True) -> None:
+        """Start the job's clock and delays; `schedule` its first poll (unless a status is in)."""
         tracked.started = self.monotonic()
         tracked.delays = self.policy.delays(self.rng)
         tracked.last_status, tracked.last_logged = "", 0.0
         tracked.waiting_since = time.strftime("%H:%M:%S UTC", time.gmtime())
-        self._schedule(tracked, next(tracked.delays))
+        if schedule:
+            self._schedule(tracked, next(tracked.delays))
 
     def _schedule(self, tracked: TrackedJob, delay: float) -> None:
         tracked.due = self.monotonic() + delay
