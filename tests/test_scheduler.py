@@ -16,7 +16,11 @@ import typing as t
 from collections import defaultdict
 
 import pytest
+from loopback import Loopback, Reply
 
+from tap_linkedin_crm.auth import StaticTokenProvider
+from tap_linkedin_crm.columns import DEFAULT_COLUMN_TYPES
+from tap_linkedin_crm.engine.downloads import ExportDownloader, Position
 from tap_linkedin_crm.engine.scheduler import DEFAULT_WORKERS, JobScheduler, Outcome, TrackedJob
 from tap_linkedin_crm.engine.state import ANALYTICS_LAYOUT
 from tap_linkedin_crm.engine.stopper import Stopper
@@ -40,6 +44,7 @@ from tap_linkedin_crm.kinds.base import (
     Window,
 )
 from tap_linkedin_crm.kinds.crm_validation import parse_job
+from tap_linkedin_crm.transport import LinkedInClient
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -863,3 +868,25 @@ def test_given_remembered_job_still_running_when_resumed_then_one_next_poll_is_s
             next_polls = [entry for entry in scheduler._due if entry[2] is tracked]
         scheduler.cancel([tracked])
     assert len(next_polls) == 1  # two would poll the job twice as often, for good
+
+
+@pytest.mark.parametrize("action", [FailureAction.SPLIT, FailureAction.STOP])
+def test_given_download_replacement_job_split_or_stopped_when_downloading_then_no_silent_end(
+    stopper: Stopper, action: FailureAction
+) -> None:
+    def actions(task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
+        return action
+
+    with Loopback([Reply(404)]) as files:  # every download URL is refused
+        url = {"status": "COMPLETED", "downloadUrls": [f"{files.url}/ambry/?x-li-ambry-ep=1"]}
+        kind = FakeKind(by_start={T0: [[url], ["FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"]]})
+        kind.actions = actions
+        client = LinkedInClient(api_url=f"{files.url}/v2", tokens=StaticTokenProvider("t"))
+        with running(kind, [task(T0, T0 + 4 * DAY)], stopper) as (scheduler, [tracked]):
+            scheduler.wait(tracked)
+            downloader = ExportDownloader(
+                client, scheduler, DEFAULT_COLUMN_TYPES, max_retries=0, stopper=stopper
+            )
+            with pytest.raises(LinkedInCRMError, match=action.value):
+                list(downloader.rows(tracked, Position(job_id=100)))
+    assert kind.creates_for(Window(T0, T0 + 4 * DAY)) == [100, 101]
