@@ -890,3 +890,21 @@ def test_given_download_replacement_job_split_or_stopped_when_downloading_then_n
             with pytest.raises(LinkedInCRMError, match=action.value):
                 list(downloader.rows(tracked, Position(job_id=100)))
     assert kind.creates_for(Window(T0, T0 + 4 * DAY)) == [100, 101]
+
+
+@pytest.mark.parametrize("length", [None, DAY, DAY + DAY // 2, DAY // 2])
+def test_given_window_under_two_days_when_kind_says_split_then_failed_not_split(
+    stopper: Stopper, length: int | None
+) -> None:
+    def actions(task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
+        return FailureAction.SPLIT
+
+    kind = FakeKind(["FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"], actions=actions)
+    end = None if length is None else T0 + length
+    with running(kind, [task(T0, end)], stopper) as (scheduler, [tracked]):
+        scheduler.wait(tracked)
+    assert tracked.outcome is Outcome.FAILED
+    assert tracked.children == []
+    assert isinstance(tracked.error, JobFailedError)
+    assert "cannot be split into two windows of whole days" in str(tracked.error)
+    assert len(kind.created) == 1

@@ -595,8 +595,15 @@ class JobScheduler:
             )
             tracked.attempt += 1
             self._recreate(tracked)
-        elif action is FailureAction.SPLIT:
+        elif action is FailureAction.SPLIT and _splittable(tracked.task.window):
             self._split(tracked, status)
+        elif action is FailureAction.SPLIT:
+            msg = (
+                f"{tracked.label}: export job {job_id} ended {status}, and its window "
+                f"{_window_text(tracked.task.window)} cannot be split into two windows of whole "
+                "days. The bookmark was not moved."
+            )
+            self._finish(tracked, Outcome.FAILED, JobFailedError(msg))
         elif action is FailureAction.STOP:
             tracked.note = f"export job {job_id} ended {status}: LinkedIn's data is not ready yet"
             self._finish(tracked, Outcome.STOPPED)
@@ -704,6 +711,11 @@ def _vanished(tracked: TrackedJob) -> ExportJob:
 def _status_text(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     return f"HTTP {status}" if status else type(exc).__name__
+
+
+def _splittable(window: Window) -> bool:
+    """Whether the window holds two whole days, so that `_split` gives two non-empty halves."""
+    return window.end_at is not None and window.end_at - window.start_at >= 2 * _DAY_MS
 
 
 def _window_text(window: Window) -> str:
