@@ -112,17 +112,17 @@ def sync(
     state: dict[str, t.Any],
     output: RecordingOutput | None = None,
     stopper: Stopper | None = None,
-    **config: t.Any,
+    selected: tuple[str, ...] = (RECORDS, EXPORTS),
 ) -> RecordingOutput:
-    tap = TapLinkedInCRM(config=sb.tap_config(**config))
+    tap = TapLinkedInCRM(config=sb.tap_config())
     output = output or RecordingOutput()
-    streams = list(tap.streams.values())
+    streams = [tap.streams[name] for name in selected]
     run_sync(tap.settings, streams, output, state, stopper or Stopper())
     return output
 
 
-def partition(state: t.Mapping[str, t.Any], urn: str) -> dict[str, t.Any]:
-    entries = state.get("bookmarks", {}).get(RECORDS, {}).get("partitions", [])
+def partition(state: t.Mapping[str, t.Any], urn: str, stream: str = RECORDS) -> dict[str, t.Any]:
+    entries = state.get("bookmarks", {}).get(stream, {}).get("partitions", [])
     found = [p for p in entries if p["context"] == {"crmInstanceId": urn}]
     assert len(found) == 1, f"{urn}: {entries}"
     return found[0]
@@ -288,3 +288,29 @@ def test_given_unreadable_bookmark_for_one_instance_when_run_then_only_it_fails(
     assert {info["instance"] for info in sandbox.jobs.values()} == {SFDC_INSTANCE}
     assert partition(state, SFDC_INSTANCE)["nextExportStartAt"] is not None
     assert ("finish", RECORDS, False) in output.events
+
+
+def test_given_only_the_exports_stream_when_run_then_no_downloads_and_bookmark_moved_there(
+    sandbox: Sandbox,
+) -> None:
+    state: dict[str, t.Any] = {}
+    sync(sandbox, state)
+    bookmarks = {urn: partition(state, urn)["nextExportStartAt"] for urn in URNS}
+    known = set(sandbox.jobs)
+    downloads = sum(1 for r in sandbox.requests if r.endpoint == "download")
+    output = sync(sandbox, state, selected=(EXPORTS,))
+    assert output.started == [EXPORTS]
+    assert output.records(RECORDS) == []
+    assert sum(1 for r in sandbox.requests if r.endpoint == "download") == downloads
+    assert state["bookmarks"][RECORDS]["partitions"] == []  # moved to the owner stream
+    new = {info["instance"]: info for j, info in sandbox.jobs.items() if j not in known}
+    for urn in URNS:
+        assert new[urn]["exportStartAt"] == bookmarks[urn]
+        [export] = [e for e in output.records(EXPORTS) if e["crmInstanceId"] == urn]
+        assert export["rowCount"] is None
+        entry = partition(state, urn, EXPORTS)
+        assert (
+            entry["nextExportStartAt"]
+            == new[urn]["nextExportStartAt"]
+            == export["nextExportStartAt"]
+        )
