@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import urllib3
 
 from tap_linkedin_crm.decoding import CsvDecoder, verified_if_gzip
+from tap_linkedin_crm.engine.scheduler import Outcome
 from tap_linkedin_crm.errors import (
     DownloadExpiredError,
     DownloadIncompleteError,
+    JobFailedError,
     JobGoneError,
     MalformedCSVError,
 )
@@ -177,6 +179,14 @@ class ExportDownloader:
             self.scheduler.wait(tracked)
         if tracked.error is not None:
             raise tracked.error
+        if tracked.outcome is not Outcome.COMPLETED:
+            # Split or stopped: its files are not this window's, and none may be taken as empty.
+            msg = (
+                f"{tracked.label}: the job replacing export job {old_job_id} ended "
+                f"{tracked.outcome.value} ({tracked.note or 'no files'}); the bookmark was not "
+                "moved."
+            )
+            raise JobFailedError(msg)
         job = tracked.job
         assert job is not None  # noqa: S101 - completed after wait
         if emitted_before:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import heapq
 import itertools
 import logging
@@ -193,7 +194,10 @@ class JobScheduler:
         """
         while not self.stopper.stopped:
             with self._lock:
-                creating = any(j.busy and j.job_id is None for j in self._tracked)
+                # A finished call's result is applied (job id set) by the scheduler thread.
+                creating = bool(self._results) or any(
+                    j.busy and j.job_id is None for j in self._tracked
+                )
                 blocked = self._slots >= self.max_in_flight
                 if not creating and (not self._pending or blocked):
                     return
@@ -373,18 +377,26 @@ class JobScheduler:
                 )
                 LOGGER.debug("unexpected error", exc_info=True)
                 apply = self._failing(tracked, error)
-            def applied() -> None:
-                # Still busy until applied: `wait_created` must not see a finished call whose
-                # job id is not set yet.
-                tracked.busy = False
-                apply()
-
             with self._lock:
                 self._workers.idle += 1
-                self._results.append(applied)
+                self._results.append(functools.partial(self._apply, tracked, apply))
                 self._lock.notify_all()
 
         self._workers.submit(work)
+
+    def _apply(self, tracked: TrackedJob, apply: Callable[[], None]) -> None:
+        """Apply a call's result; an error there (or in the kind) fails the job, not the thread."""
+        # Busy until applied: `wait_created` must not see a finished call whose job id is unset.
+        tracked.busy = False
+        try:
+            apply()
+        except Exception as exc:  # the scheduler thread must outlive any one job
+            LOGGER.debug("unexpected error", exc_info=True)
+            if tracked.outcome is Outcome.PENDING:
+                error = LinkedInCRMError(
+                    f"{tracked.label}: the export failed ({type(exc).__name__})."
+                )
+                self._finish(tracked, Outcome.FAILED, error)
 
     # Calls (worker threads): HTTP, then a closure applied under the lock -----------------------
 
@@ -419,6 +431,8 @@ class JobScheduler:
             reason = _status_text(exc)
 
             def gone() -> None:
+                if tracked.outcome is not Outcome.PENDING:
+                    return  # cancelled meanwhile: no new job
                 LOGGER.warning(
                     "%s: export job %s from the last run is gone (%s; jobs expire after 7 "
                     "days); creating a new job for the same window.",
@@ -431,6 +445,8 @@ class JobScheduler:
             return gone
 
         def apply() -> None:
+            if tracked.outcome is not Outcome.PENDING:
+                return  # cancelled meanwhile: the job stays remembered as it was
             if job.phase is JobPhase.FAILED:
                 LOGGER.warning(
                     "%s: export job %s from the last run ended %s; creating a new job for the "
@@ -449,7 +465,7 @@ class JobScheduler:
                 resume.job_id,
                 job.status,
             )
-            self._begin_polling(tracked)
+            self._begin_polling(tracked, schedule=False)  # _on_status schedules the next poll
             tracked.polls += 1
             self._on_status(tracked, job)
 
@@ -463,8 +479,8 @@ class JobScheduler:
         except NotFoundError:
 
             def vanished() -> None:
-                if tracked.job_id != job_id:
-                    return
+                if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
+                    return  # replaced or cancelled meanwhile
                 self._on_failure(tracked, None, "it vanished (404) while being polled")
 
             return vanished
@@ -479,12 +495,14 @@ class JobScheduler:
 
     # Decisions (scheduler thread, under the lock) -----------------------------------------------
 
-    def _begin_polling(self, tracked: TrackedJob) -> None:
+    def _begin_polling(self, tracked: TrackedJob, *, schedule: bool = True) -> None:
+        """Start the job's clock and delays; `schedule` its first poll (unless a status is in)."""
         tracked.started = self.monotonic()
         tracked.delays = self.policy.delays(self.rng)
         tracked.last_status, tracked.last_logged = "", 0.0
         tracked.waiting_since = time.strftime("%H:%M:%S UTC", time.gmtime())
-        self._schedule(tracked, next(tracked.delays))
+        if schedule:
+            self._schedule(tracked, next(tracked.delays))
 
     def _schedule(self, tracked: TrackedJob, delay: float) -> None:
         tracked.due = self.monotonic() + delay
@@ -579,8 +597,15 @@ class JobScheduler:
             )
             tracked.attempt += 1
             self._recreate(tracked)
-        elif action is FailureAction.SPLIT:
+        elif action is FailureAction.SPLIT and _splittable(tracked.task.window):
             self._split(tracked, status)
+        elif action is FailureAction.SPLIT:
+            msg = (
+                f"{tracked.label}: export job {job_id} ended {status}, and its window "
+                f"{_window_text(tracked.task.window)} cannot be split into two windows of whole "
+                "days. The bookmark was not moved."
+            )
+            self._finish(tracked, Outcome.FAILED, JobFailedError(msg))
         elif action is FailureAction.STOP:
             tracked.note = f"export job {job_id} ended {status}: LinkedIn's data is not ready yet"
             self._finish(tracked, Outcome.STOPPED)
@@ -688,6 +713,11 @@ def _vanished(tracked: TrackedJob) -> ExportJob:
 def _status_text(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     return f"HTTP {status}" if status else type(exc).__name__
+
+
+def _splittable(window: Window) -> bool:
+    """Whether the window holds two whole days, so that `_split` gives two non-empty halves."""
+    return window.end_at is not None and window.end_at - window.start_at >= 2 * _DAY_MS
 
 
 def _window_text(window: Window) -> str:

@@ -8,6 +8,7 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import typing as t
 
@@ -184,7 +185,9 @@ def whole_number(value: object, where: str, field: str) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        # isdigit() also admits "--5" and "²", which int() refuses.
+        with contextlib.suppress(ValueError):
+            return int(value)
     msg = f"{where}: {field} is {value!r}, not a number."
     raise MalformedResponseError(msg)
 
