@@ -508,7 +508,7 @@ def _origin(url: str) -> tuple[str, str, int] | None:
 def _backoff_delays(rng: random.Random, first: float = 1.0) -> Iterator[float]:
     """Exponential delays (`first`, 2x, 4x ... capped) with jitter, from the backoff library."""
     for value in backoff.expo(base=2, factor=first, max_value=MAX_BACKOFF_SECONDS):
-        if value is None:
+        if not value:  # the first value is None (backoff 2) or 0 (python-backoff 3): no wait
             continue
         yield rng.uniform(value / 2, value)
 

@@ -89,6 +89,9 @@ class RecordingOutput:
     def final_state(self) -> dict[str, t.Any]:
         return self.checkpoints()[-1][1]
 
+    def close(self) -> None:
+        self.events.append(("close", None))
+
 
 def scenario() -> Scenario:
     return Scenario(

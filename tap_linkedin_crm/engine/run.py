@@ -187,7 +187,9 @@ class ExportRun:
                 for noun, (n, m) in counts.items()
                 if n
             )
-            lines = " | ".join(f"{label}: {error}" for _, label, error in failures)
+            lines = " | ".join(
+                f"{label}: {_unlabelled(label, error)}" for _, label, error in failures
+            )
             msg = (
                 f"{totals} failed; their bookmarks were not moved, the others were synced. {lines}"
             )
@@ -457,7 +459,11 @@ class ExportRun:
         for prun in self.partitions:
             label = prun.partition.label
             if prun.error is not None:
-                LOGGER.error("Summary: %s: FAILED, bookmark not moved: %s", label, prun.error)
+                LOGGER.error(
+                    "Summary: %s: FAILED, bookmark not moved: %s",
+                    label,
+                    _unlabelled(label, prun.error),
+                )
                 continue
             rows += prun.rows or 0
             stopped = f" (stopped early: {prun.stopped})" if prun.stopped else ""
@@ -478,6 +484,11 @@ class ExportRun:
             rows,
             time.monotonic() - self.started,
         )
+
+
+def _unlabelled(label: str, error: BaseException) -> str:
+    """The error's message without a leading partition label (it is said once already)."""
+    return str(error).removeprefix(f"{label}: ")
 
 
 def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:
