@@ -9,8 +9,9 @@ import io
 import random
 import threading
 import typing as t
-import zlib
 from dataclasses import dataclass
+
+from tap_linkedin_crm.sandbox.byte_streams import gzip_stream
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -38,7 +39,6 @@ BOM = "\ufeff"
 POOL_SIZE = 4099  # prime; row i of a file uses pool entry (offset + i) % POOL_SIZE
 BLOCK_ROWS = 4096  # rows rendered per block; must stay below POOL_SIZE
 CHUNK_BYTES = 256 * 1024
-GZIP_LEVEL = 1
 
 _FIRST = (
     "Anna", "José", "Zoë", "Łukasz", "Søren", "Mohammed", "Ngozi", "Chloé", "Björn", "Priya",
@@ -362,15 +362,34 @@ class ExportData:
     def iter_chunks(self, file_index: int, *, gzip: bool | None = None) -> Iterator[bytes]:
         """Yield the bytes of a file as served: plain CSV, or a gzip stream if the plan says so."""
         use_gzip = self.plan.gzip if gzip is None else gzip
-        if not use_gzip:
-            yield from self.iter_raw_chunks(file_index)
-            return
-        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        for raw in self.iter_raw_chunks(file_index):
-            out = comp.compress(raw)
-            if out:
-                yield out
-        yield comp.flush()
+        raw = self.iter_raw_chunks(file_index)
+        return gzip_stream(raw) if use_gzip else raw
+
+    # -- the file source a download serves ------------------------------------------------------
+
+    @property
+    def gzip(self) -> bool:
+        """Whether the files are served as ``.csv.gz``."""
+        return self.plan.gzip
+
+    def file_count(self) -> int:
+        """Number of files of the job."""
+        return len(self.plan.files)
+
+    def file_rows(self, file_index: int) -> int:
+        """Number of data rows of a file."""
+        return self.plan.files[file_index].rows
+
+    def file_name(self, file_index: int, *, gzip: bool) -> str:
+        """The ``Content-Disposition`` file name of a file."""
+        suffix = ".csv.gz" if gzip else ".csv"
+        return f"crm-data-validation-{self.plan.job_id}-{file_index}{suffix}"
+
+    def raw_chunks(self, file_index: int) -> Iterator[bytes]:
+        """Yield the uncompressed bytes of a file."""
+        return self.iter_raw_chunks(file_index)
+
+    # -- rows ------------------------------------------------------------------------------------
 
     def iter_rows(self, file_index: int) -> Iterator[dict[str, str]]:
         """Yield a file's data rows as header-keyed dicts of the raw CSV string values."""

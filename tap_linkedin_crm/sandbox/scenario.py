@@ -1,4 +1,4 @@
-"""Scenario, instance and fault definitions for the sandbox, loadable from JSON."""
+"""What a sandbox run serves: the scenario and its CRM instances, loadable from JSON."""
 
 from __future__ import annotations
 
@@ -9,108 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tap_linkedin_crm.sandbox.data import DEFAULT_COLUMNS
+from tap_linkedin_crm.sandbox.faults import Fault, check_keys
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
 DYNAMICS_INSTANCE = "urn:li:crmInstance:(DYNAMICS,362a3584-0d9b-44a1-a547-25de5cd95d08)"
 SFDC_INSTANCE = "urn:li:crmInstance:(SFDC,00D5e000000AbCdEAF)"
-
-ENDPOINTS = frozenset({"token", "create", "get", "download"})
-
-# Faults that replace or disturb one HTTP response; allowed on the endpoints listed.
-HTTP_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
-    "rate_limit": ENDPOINTS,
-    "error": ENDPOINTS,
-    "slow": ENDPOINTS,
-    "drop": ENDPOINTS,
-    "truncate": ENDPOINTS,
-    "forbidden": frozenset({"create", "get", "download"}),
-    "token_expired": frozenset({"create", "get"}),
-    "url_expired": frozenset({"download"}),
-    "url_expires_mid_download": frozenset({"download"}),
-    "corrupt_gzip": frozenset({"download"}),
-}
-# Faults decided when a job is created (the create call itself answers 201 as usual).
-JOB_FAULTS = frozenset({"job_failed", "job_never_finishes", "header_drift"})
-FAULT_KINDS = frozenset(HTTP_FAULT_ENDPOINTS) | JOB_FAULTS
-
-
-def _check_keys(kind: str, data: Mapping[str, t.Any], allowed: set[str]) -> None:
-    unknown = set(data) - allowed
-    if unknown:
-        msg = f"unknown {kind} keys: {sorted(unknown)}; allowed: {sorted(allowed)}"
-        raise ValueError(msg)
-
-
-@dataclass(slots=True)
-class Fault:
-    """One scripted fault.
-
-    A fault matches requests by endpoint kind (``token``, ``create``, ``get``, ``download``;
-    ``None`` means every endpoint the kind applies to) and optionally by CRM instance URN. Each
-    fault counts the requests it matches: it skips the first ``after`` of them and then fires
-    ``times`` times (``None`` = forever). Job faults (``job_failed``, ``job_never_finishes``,
-    ``header_drift``) count job creations instead of requests.
-
-    Attributes:
-        kind: What goes wrong; one of ``FAULT_KINDS``.
-        endpoint: Endpoint kind to match, or ``None`` for all applicable ones.
-        instance: CRM instance URN to match, or ``None`` for any.
-        times: How many times the fault fires; ``None`` for unlimited.
-        after: How many matching requests (or job creations) to let through first.
-        status: HTTP status for ``error`` (default 500) and ``forbidden`` (403).
-        retry_after: ``Retry-After`` seconds for ``rate_limit``; ``None`` sends no header.
-        delay: Seconds to wait before answering, for ``slow``.
-        after_bytes: Body bytes sent before ``drop``, ``truncate`` or ``url_expires_mid_download``
-            cut the connection.
-        message: Replaces the default error message, if given.
-    """
-
-    kind: str
-    endpoint: str | None = None
-    instance: str | None = None
-    times: int | None = 1
-    after: int = 0
-    status: int | None = None
-    retry_after: int | None = None
-    delay: float = 1.0
-    after_bytes: int = 4096
-    message: str | None = None
-
-    def __post_init__(self) -> None:
-        """Validate the kind and the endpoint.
-
-        Raises:
-            ValueError: If the kind is unknown or does not apply to the endpoint.
-        """
-        if self.kind not in FAULT_KINDS:
-            msg = f"unknown fault kind {self.kind!r}; known: {sorted(FAULT_KINDS)}"
-            raise ValueError(msg)
-        if self.endpoint is not None and self.endpoint not in ENDPOINTS:
-            msg = f"unknown endpoint {self.endpoint!r}; known: {sorted(ENDPOINTS)}"
-            raise ValueError(msg)
-        if self.kind in JOB_FAULTS:
-            if self.endpoint not in {None, "create"}:
-                msg = f"fault {self.kind!r} is decided at job creation (endpoint 'create')"
-                raise ValueError(msg)
-        elif self.endpoint is not None and self.endpoint not in HTTP_FAULT_ENDPOINTS[self.kind]:
-            msg = f"fault {self.kind!r} does not apply to endpoint {self.endpoint!r}"
-            raise ValueError(msg)
-
-    def applies_to(self, endpoint: str) -> bool:
-        """Whether this fault can fire on a request to ``endpoint`` (job faults: never)."""
-        if self.kind in JOB_FAULTS:
-            return False
-        if self.endpoint is not None:
-            return self.endpoint == endpoint
-        return endpoint in HTTP_FAULT_ENDPOINTS[self.kind]
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, t.Any]) -> Fault:
-        """Build a fault from a JSON object with the same keys as the attributes."""
-        _check_keys("fault", data, {f.name for f in dataclasses.fields(cls)})
-        return cls(**data)
 
 
 @dataclass(slots=True)
@@ -138,7 +43,7 @@ class InstanceSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, t.Any]) -> InstanceSpec:
         """Build an instance spec from a JSON object with the same keys as the attributes."""
-        _check_keys("instance", data, {f.name for f in dataclasses.fields(cls)})
+        check_keys("instance", data, {f.name for f in dataclasses.fields(cls)})
         return cls(**data)
 
 
@@ -218,7 +123,7 @@ class Scenario:
         Raises:
             ValueError: If a key is unknown or a value is invalid.
         """
-        _check_keys("scenario", data, {f.name for f in dataclasses.fields(cls)})
+        check_keys("scenario", data, {f.name for f in dataclasses.fields(cls)})
         kwargs = dict(data)
         if "instances" in kwargs:
             kwargs["instances"] = {

@@ -1,0 +1,105 @@
+"""What every part of one running sandbox shares: scenario, clock, lock, faults and job ids."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import typing as t
+from http import HTTPStatus
+
+from tap_linkedin_crm.sandbox.faults import CUT_FAULTS
+from tap_linkedin_crm.sandbox.messages import (
+    RESTLI_REPLY_HEADER,
+    error_envelope,
+    json_reply,
+    not_permitted,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tap_linkedin_crm.sandbox.clock import SandboxClock
+    from tap_linkedin_crm.sandbox.faults import Fault, FaultBook
+    from tap_linkedin_crm.sandbox.messages import Reply, Request
+    from tap_linkedin_crm.sandbox.scenario import Scenario
+
+FIRST_JOB_ID = 148
+DAILY_LIMIT_MESSAGE = (
+    "Resource level throttle APPLICATION DAY limit for calls to this resource is reached."
+)
+
+
+class SandboxContext:
+    """The state and services the endpoints of one sandbox share.
+
+    Attributes:
+        scenario: What the sandbox serves.
+        clock: The sandbox clock; every time-dependent decision reads it.
+        faults: The scripted faults.
+        lock: Guards tokens, jobs and download links; re-entrant, as endpoints call each other.
+        stopping: Set while the sandbox stops, so that waits inside handlers end early.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: SandboxClock,
+        faults: FaultBook,
+        base_url: Callable[[], str],
+    ) -> None:
+        """Share ``scenario``, ``clock`` and ``faults``; ``base_url`` gives the server's URL."""
+        self.scenario = scenario
+        self.clock = clock
+        self.faults = faults
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self._base_url = base_url
+        self._job_ids = itertools.count(FIRST_JOB_ID)
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
+        return self._base_url()
+
+    def next_job_id(self) -> int:
+        """A new export job id; ids increase, across both APIs."""
+        with self.lock:
+            return next(self._job_ids)
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (real time), or less if the sandbox stops meanwhile."""
+        self.stopping.wait(max(0.0, seconds))
+
+    # -- faults on one request -----------------------------------------------------------------
+
+    def take_http_fault(self, req: Request) -> Fault | None:
+        """Count the request against the HTTP faults and return the one that fires, if any."""
+        fault = self.faults.take(req.endpoint or "", req.instance)
+        if fault is not None:
+            req.faults.append(fault.kind)
+        return fault
+
+    def fault_reply(self, fault: Fault, req: Request) -> Reply | None:
+        """The reply a fault replaces the answer with, or ``None`` to answer (maybe later)."""
+        kind = fault.kind
+        if kind == "rate_limit":
+            headers = [RESTLI_REPLY_HEADER]
+            if fault.retry_after is not None:
+                headers.append(("Retry-After", str(fault.retry_after)))
+            message = fault.message or DAILY_LIMIT_MESSAGE
+            return json_reply(429, {"message": message, "status": 429}, headers)
+        if kind == "error":
+            status = fault.status or 500
+            return error_envelope(status, fault.message or HTTPStatus(status).phrase)
+        if kind == "forbidden":
+            return not_permitted(req, status=fault.status or 403, message=fault.message)
+        if kind == "slow":
+            self.pause(fault.delay)
+        return None
+
+    @staticmethod
+    def with_transport_fault(reply: Reply, fault: Fault | None) -> Reply:
+        """Attach a fault that acts while the reply is written (a connection cut)."""
+        if fault is not None and fault.kind in CUT_FAULTS:
+            reply.cut = fault
+        return reply
