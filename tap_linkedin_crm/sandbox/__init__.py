@@ -1,24 +1,47 @@
-"""A fault-injectable emulator of LinkedIn's CRM Data Validation export API, served on loopback."""
+"""A fault-injectable emulator of LinkedIn's Sales Navigator export APIs, served on loopback."""
 
 from __future__ import annotations
 
+from tap_linkedin_crm.sandbox.analytics_data import (
+    ACTIVITY,
+    ACTIVITY_OUTCOME,
+    DEFAULT_ANALYTICS_COLUMNS,
+    EXPORT_ACTIONS,
+    SEAT,
+)
 from tap_linkedin_crm.sandbox.clock import SandboxClock
 from tap_linkedin_crm.sandbox.data import DEFAULT_COLUMNS
-from tap_linkedin_crm.sandbox.faults import FAULT_KINDS, Fault
+from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FAULT_KINDS, Fault
 from tap_linkedin_crm.sandbox.request_log import RequestRecord
 from tap_linkedin_crm.sandbox.scenario import (
+    AMERICAS_CONTRACT,
     DYNAMICS_INSTANCE,
+    EMEA_CONTRACT,
+    NO_REPORTING_CONTRACT,
+    SANDBOX_MEMBER,
     SFDC_INSTANCE,
+    ContractSpec,
     InstanceSpec,
     Scenario,
 )
 from tap_linkedin_crm.sandbox.server import Sandbox
 
 __all__ = [
+    "ACTIVITY",
+    "ACTIVITY_OUTCOME",
+    "AMERICAS_CONTRACT",
+    "DEFAULT_ANALYTICS_COLUMNS",
     "DEFAULT_COLUMNS",
     "DYNAMICS_INSTANCE",
+    "EMEA_CONTRACT",
+    "EXPORT_ACTIONS",
+    "FAILED_STATUSES",
     "FAULT_KINDS",
+    "NO_REPORTING_CONTRACT",
+    "SANDBOX_MEMBER",
+    "SEAT",
     "SFDC_INSTANCE",
+    "ContractSpec",
     "Fault",
     "InstanceSpec",
     "RequestRecord",

@@ -7,7 +7,7 @@ import threading
 import typing as t
 from http import HTTPStatus
 
-from tap_linkedin_crm.sandbox.faults import CUT_FAULTS
+from tap_linkedin_crm.sandbox.faults import CUT_FAULTS, HTTP_FAULTS
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_REPLY_HEADER,
     error_envelope,
@@ -74,7 +74,7 @@ class SandboxContext:
 
     def take_http_fault(self, req: Request) -> Fault | None:
         """Count the request against the HTTP faults and return the one that fires, if any."""
-        fault = self.faults.take(req.endpoint or "", req.instance)
+        fault = self.faults.take(req.endpoint or "", req.scope, HTTP_FAULTS)
         if fault is not None:
             req.faults.append(fault.kind)
         return fault

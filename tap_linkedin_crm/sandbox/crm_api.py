@@ -18,6 +18,7 @@ from http import HTTPStatus
 
 from tap_linkedin_crm.sandbox.data import ExportData, ExportPlan, plan_files
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
+from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_HEADER,
     RESTLI_REPLY_HEADER,
@@ -28,6 +29,7 @@ from tap_linkedin_crm.sandbox.messages import (
     json_reply,
     not_permitted,
 )
+from tap_linkedin_crm.sandbox.oauth import APP_PERMISSION
 
 if t.TYPE_CHECKING:
     from tap_linkedin_crm.sandbox.context import SandboxContext
@@ -52,12 +54,17 @@ class CrmExportJob:
     export_end_at: int
     created_at: int
     files: ExportData
-    fail: bool = False
+    failure: str | None = None
     never: bool = False
     polls: int = 0
     status: str = "PROCESSING"
     completed_at: int | None = None
     links: DownloadLinks = field(default_factory=DownloadLinks)
+
+    @property
+    def scope(self) -> FaultScope:
+        """What the job is about, for fault filters."""
+        return FaultScope(instance=self.instance)
 
 
 class CrmExportJobs:
@@ -81,9 +88,9 @@ class CrmExportJobs:
         """Answer a create or get call: authenticate, check headers, fire faults, then serve."""
         ctx = self._ctx
         req.instance = req.param("crmInstanceId")
-        token, error = self._oauth.authenticate(req)
-        if error is not None:
-            return error
+        caller = self._oauth.authenticate(req, APP_PERMISSION)
+        if isinstance(caller, Reply):
+            return caller
         if ctx.scenario.require_restli_header and (
             req.headers.get(RESTLI_HEADER, "").strip() != RESTLI_VERSION
         ):
@@ -91,7 +98,7 @@ class CrmExportJobs:
         fault = ctx.take_http_fault(req)
         if fault is not None:
             if fault.kind == "token_expired":
-                self._oauth.expire(token)
+                self._oauth.expire(caller.token)
                 return expired_token_reply()
             replaced = ctx.fault_reply(fault, req)
             if replaced is not None:
@@ -118,7 +125,7 @@ class CrmExportJobs:
             "rows": sum(f.rows for f in plan.files),
             "columns": [list(f.columns) for f in plan.files],
             "gzip": plan.gzip,
-            "willFail": job.fail,
+            "willFail": job.failure is not None,
             "neverFinishes": job.never,
         }
 
@@ -166,7 +173,9 @@ class CrmExportJobs:
         start = max(start, now - scenario.lookback_days * DAY_MS)
         with ctx.lock:
             job_id = ctx.next_job_id()
-            kinds = {f.kind for f in ctx.faults.take_job_faults(urn)}
+            fired = ctx.faults.take_job_faults("create", FaultScope(instance=urn))
+            kinds = {f.kind for f in fired}
+            failed = next((f for f in fired if f.kind == "job_failed"), None)
             files = plan_files(
                 spec.rows,
                 spec.files,
@@ -193,7 +202,7 @@ class CrmExportJobs:
                 export_end_at=now,
                 created_at=now,
                 files=ExportData(plan, self._base_cache),
-                fail="job_failed" in kinds,
+                failure=None if failed is None else failed.variant or FAILED_STATUSES[0],
                 never="job_never_finishes" in kinds,
             )
         req.job_id = job_id
@@ -222,8 +231,8 @@ class CrmExportJobs:
                 done = now - job.created_at >= scenario.processing_seconds * 1000
             else:
                 done = job.polls > scenario.job_processing_polls
-            if done and job.fail:
-                job.status = "FAILED_DUE_TO_INTERNAL_ERROR"
+            if done and job.failure is not None:
+                job.status = job.failure
             elif done:
                 job.status = "COMPLETED"
                 job.completed_at = now

@@ -19,6 +19,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tap_linkedin_crm.sandbox.context import SandboxContext
+    from tap_linkedin_crm.sandbox.faults import FaultScope
     from tap_linkedin_crm.sandbox.messages import Request
 
 AMBRY_PATHS = frozenset({"/ambry/", "/ambry"})
@@ -83,8 +84,8 @@ class Downloadable(t.Protocol):
         ...
 
     @property
-    def instance(self) -> str | None:
-        """CRM instance URN (for fault matching), or ``None`` for other APIs."""
+    def scope(self) -> FaultScope:
+        """What the job is about, for fault filters."""
         ...
 
     @property
@@ -141,7 +142,13 @@ class Downloads:
         job = self._find_job(grant.job_id) if grant is not None else None
         if grant is None or job is None:
             return error_envelope(404, "Not found")
-        req.instance, req.job_id = job.instance, job.job_id
+        scope = job.scope
+        req.instance, req.contract, req.export_type = (
+            scope.instance,
+            scope.contract,
+            scope.export_type,
+        )
+        req.job_id = job.job_id
         fault = ctx.take_http_fault(req)
         if fault is not None:
             replaced = ctx.fault_reply(fault, req)

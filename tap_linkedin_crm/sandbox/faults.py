@@ -7,10 +7,16 @@ import threading
 import typing as t
 from dataclasses import dataclass
 
+from tap_linkedin_crm.sandbox.analytics_data import EXPORT_TYPES
+
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
-ENDPOINTS = frozenset({"token", "create", "get", "download"})
+CRM_API_ENDPOINTS = frozenset({"create", "get"})
+ANALYTICS_API_ENDPOINTS = frozenset({"contracts", "analytics_create", "analytics_get"})
+API_ENDPOINTS = CRM_API_ENDPOINTS | ANALYTICS_API_ENDPOINTS
+JOB_CREATE_ENDPOINTS = frozenset({"create", "analytics_create"})
+ENDPOINTS = API_ENDPOINTS | {"token", "authorize", "download"}
 
 # Faults that replace or disturb one HTTP response; allowed on the endpoints listed.
 HTTP_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
@@ -19,17 +25,52 @@ HTTP_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
     "slow": ENDPOINTS,
     "drop": ENDPOINTS,
     "truncate": ENDPOINTS,
-    "forbidden": frozenset({"create", "get", "download"}),
-    "token_expired": frozenset({"create", "get"}),
+    "forbidden": API_ENDPOINTS | {"download"},
+    "token_expired": API_ENDPOINTS,
     "url_expired": frozenset({"download"}),
     "url_expires_mid_download": frozenset({"download"}),
     "corrupt_gzip": frozenset({"download"}),
+    "authorization_denied": frozenset({"authorize"}),
 }
-# Faults decided when a job is created (the create call itself answers 201 as usual).
-JOB_FAULTS = frozenset({"job_failed", "job_never_finishes", "header_drift"})
-FAULT_KINDS = frozenset(HTTP_FAULT_ENDPOINTS) | JOB_FAULTS
+# Faults that alter a job-status answer without changing the job; allowed on the endpoints listed.
+RESPONSE_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
+    "row_count_mismatch": frozenset({"analytics_get"}),
+}
+# Faults decided when a job is created (the create call itself answers as usual).
+JOB_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
+    "job_failed": JOB_CREATE_ENDPOINTS,
+    "job_never_finishes": JOB_CREATE_ENDPOINTS,
+    "header_drift": frozenset({"create"}),
+}
+JOB_FAULTS = frozenset(JOB_FAULT_ENDPOINTS)
+FAULT_KINDS = frozenset(HTTP_FAULT_ENDPOINTS) | frozenset(RESPONSE_FAULT_ENDPOINTS) | JOB_FAULTS
+HTTP_FAULTS = frozenset(HTTP_FAULT_ENDPOINTS)
 # HTTP faults that cut the connection while the body is being written.
 CUT_FAULTS = frozenset({"drop", "truncate", "url_expires_mid_download"})
+
+#: The failed statuses of an export job. Only FAILED_DUE_TO_INTERNAL_ERROR is named for the CRM
+#: API; the analytics list comes from a third-party copy of the schema (linkedin-api.md 3.2).
+FAILED_STATUSES = (
+    "FAILED_DUE_TO_INTERNAL_ERROR",
+    "FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR",
+    "FAILED_DUE_TO_TIMED_OUT",
+    "FAILED_DUE_TO_DATA_DELAY",
+)
+#: LinkedIn's ``error`` values when a member does not approve (the sandbox otherwise auto-approves).
+DENIAL_ERRORS = ("user_cancelled_authorize", "user_cancelled_login")
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "job_failed": FAILED_STATUSES,
+    "authorization_denied": DENIAL_ERRORS,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FaultScope:
+    """What a request or job is about, for the fault filters: CRM instance, or contract and type."""
+
+    instance: str | None = None
+    contract: str | None = None
+    export_type: str | None = None
 
 
 def check_keys(kind: str, data: Mapping[str, t.Any], allowed: set[str]) -> None:
@@ -48,16 +89,21 @@ def check_keys(kind: str, data: Mapping[str, t.Any], allowed: set[str]) -> None:
 class Fault:
     """One scripted fault.
 
-    A fault matches requests by endpoint kind (``token``, ``create``, ``get``, ``download``;
-    ``None`` means every endpoint the kind applies to) and optionally by CRM instance URN. Each
-    fault counts the requests it matches: it skips the first ``after`` of them and then fires
-    ``times`` times (``None`` = forever). Job faults (``job_failed``, ``job_never_finishes``,
-    ``header_drift``) count job creations instead of requests.
+    A fault matches requests by endpoint kind (``token``, ``authorize``, ``create``, ``get``,
+    ``contracts``, ``analytics_create``, ``analytics_get``, ``download``; ``None`` means every
+    endpoint the kind applies to) and optionally by CRM instance URN, analytics contract URN and
+    analytics export type. Each fault counts the requests it matches: it skips the first ``after``
+    of them and then fires ``times`` times (``None`` = forever). Job faults (``job_failed``,
+    ``job_never_finishes``, ``header_drift``) count job creations instead of requests; response
+    faults (``row_count_mismatch``) count the status answers they can alter.
 
     Attributes:
         kind: What goes wrong; one of ``FAULT_KINDS``.
         endpoint: Endpoint kind to match, or ``None`` for all applicable ones.
         instance: CRM instance URN to match, or ``None`` for any.
+        contract: Analytics contract URN to match, or ``None`` for any.
+        export_type: Analytics export type to match (``activity``, ``activity_outcome``,
+            ``seat``), or ``None`` for any.
         times: How many times the fault fires; ``None`` for unlimited.
         after: How many matching requests (or job creations) to let through first.
         status: HTTP status for ``error`` (default 500) and ``forbidden`` (403).
@@ -66,11 +112,17 @@ class Fault:
         after_bytes: Body bytes sent before ``drop``, ``truncate`` or ``url_expires_mid_download``
             cut the connection.
         message: Replaces the default error message, if given.
+        variant: Which form the fault takes, for kinds that have several (``VARIANTS``): the
+            failed status of ``job_failed`` (default ``FAILED_DUE_TO_INTERNAL_ERROR``), the
+            ``error`` of ``authorization_denied`` (default ``user_cancelled_authorize``).
+        delta: How far ``row_count_mismatch`` moves the reported ``rowCount``.
     """
 
     kind: str
     endpoint: str | None = None
     instance: str | None = None
+    contract: str | None = None
+    export_type: str | None = None
     times: int | None = 1
     after: int = 0
     status: int | None = None
@@ -78,12 +130,14 @@ class Fault:
     delay: float = 1.0
     after_bytes: int = 4096
     message: str | None = None
+    variant: str | None = None
+    delta: int = 1
 
     def __post_init__(self) -> None:
-        """Validate the kind and the endpoint.
+        """Validate the kind, the endpoint, the export type and the variant.
 
         Raises:
-            ValueError: If the kind is unknown or does not apply to the endpoint.
+            ValueError: If the kind is unknown, or a setting does not apply to it.
         """
         if self.kind not in FAULT_KINDS:
             msg = f"unknown fault kind {self.kind!r}; known: {sorted(FAULT_KINDS)}"
@@ -91,25 +145,42 @@ class Fault:
         if self.endpoint is not None and self.endpoint not in ENDPOINTS:
             msg = f"unknown endpoint {self.endpoint!r}; known: {sorted(ENDPOINTS)}"
             raise ValueError(msg)
-        if self.kind in JOB_FAULTS:
-            if self.endpoint not in {None, "create"}:
-                msg = f"fault {self.kind!r} is decided at job creation (endpoint 'create')"
-                raise ValueError(msg)
-        elif self.endpoint is not None and self.endpoint not in HTTP_FAULT_ENDPOINTS[self.kind]:
-            msg = f"fault {self.kind!r} does not apply to endpoint {self.endpoint!r}"
+        allowed = self.endpoints
+        if self.endpoint is not None and self.endpoint not in allowed:
+            if self.kind in JOB_FAULTS:
+                msg = f"fault {self.kind!r} is decided at job creation (endpoint {sorted(allowed)})"
+            else:
+                msg = f"fault {self.kind!r} does not apply to endpoint {self.endpoint!r}"
+            raise ValueError(msg)
+        if self.export_type is not None and self.export_type not in EXPORT_TYPES:
+            msg = f"unknown export type {self.export_type!r}; known: {sorted(EXPORT_TYPES)}"
+            raise ValueError(msg)
+        variants = VARIANTS.get(self.kind, ())
+        if self.variant is not None and self.variant not in variants:
+            msg = f"fault {self.kind!r} has no variant {self.variant!r}; known: {list(variants)}"
             raise ValueError(msg)
 
+    @property
+    def endpoints(self) -> frozenset[str]:
+        """Every endpoint this kind of fault can act on."""
+        for table in (HTTP_FAULT_ENDPOINTS, RESPONSE_FAULT_ENDPOINTS, JOB_FAULT_ENDPOINTS):
+            if self.kind in table:
+                return table[self.kind]
+        return frozenset()
+
     def applies_to(self, endpoint: str) -> bool:
-        """Whether this fault can fire on a request to ``endpoint`` (job faults: never)."""
-        if self.kind in JOB_FAULTS:
-            return False
+        """Whether this fault can act on ``endpoint`` (job faults: on job creations there)."""
         if self.endpoint is not None:
             return self.endpoint == endpoint
-        return endpoint in HTTP_FAULT_ENDPOINTS[self.kind]
+        return endpoint in self.endpoints
 
-    def matches(self, instance: str | None) -> bool:
-        """Whether the fault's instance filter lets a request about ``instance`` through."""
-        return self.instance is None or self.instance == instance
+    def matches(self, scope: FaultScope) -> bool:
+        """Whether the fault's instance, contract and export-type filters let ``scope`` through."""
+        return (
+            (self.instance is None or self.instance == scope.instance)
+            and (self.contract is None or self.contract == scope.contract)
+            and (self.export_type is None or self.export_type == scope.export_type)
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, t.Any]) -> Fault:
@@ -153,26 +224,36 @@ class FaultBook:
         with self._lock:
             self._counters.clear()
 
-    def take(self, endpoint: str, instance: str | None) -> Fault | None:
-        """Count a request to ``endpoint`` and return the HTTP fault that fires on it, if any."""
+    def take(self, endpoint: str, scope: FaultScope, kinds: frozenset[str]) -> Fault | None:
+        """Count a request and return the fault among ``kinds`` that fires on it, if any.
+
+        Args:
+            endpoint: The request's endpoint kind.
+            scope: What the request is about.
+            kinds: The fault kinds that can act on this request now; only they count it.
+        """
         chosen: Fault | None = None
         with self._lock:
             for counter in self._counters:
                 fault = counter.fault
-                if not fault.applies_to(endpoint) or not fault.matches(instance):
+                if fault.kind not in kinds:
+                    continue
+                if not fault.applies_to(endpoint) or not fault.matches(scope):
                     continue
                 if counter.count() and chosen is None:
                     counter.fired += 1
                     chosen = fault
         return chosen
 
-    def take_job_faults(self, instance: str) -> list[Fault]:
+    def take_job_faults(self, endpoint: str, scope: FaultScope) -> list[Fault]:
         """Count a job creation and return every job fault that fires on it."""
         fired: list[Fault] = []
         with self._lock:
             for counter in self._counters:
                 fault = counter.fault
-                if fault.kind not in JOB_FAULTS or not fault.matches(instance):
+                if fault.kind not in JOB_FAULTS:
+                    continue
+                if not fault.applies_to(endpoint) or not fault.matches(scope):
                     continue
                 if counter.count():
                     counter.fired += 1

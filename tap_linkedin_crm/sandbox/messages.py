@@ -7,9 +7,12 @@ with RFC 6749 ``{"error", "error_description"}`` bodies, as LinkedIn's do.
 
 from __future__ import annotations
 
+import html
 import json
 import typing as t
 from dataclasses import dataclass, field
+
+from tap_linkedin_crm.sandbox.faults import FaultScope
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,6 +39,8 @@ class Request:
         endpoint: Endpoint kind (``token``, ``create``, ...), or ``None`` for other paths.
         authorized: Whether an ``Authorization`` header was sent.
         instance: CRM instance URN the request is about, once known.
+        contract: Analytics contract URN the request is about, once known.
+        export_type: Analytics export type the request is about, once known.
         job_id: Export job the request is about, once known.
         faults: Kinds of the scripted faults that fired on this request, in order.
     """
@@ -48,6 +53,8 @@ class Request:
     endpoint: str | None
     authorized: bool
     instance: str | None = None
+    contract: str | None = None
+    export_type: str | None = None
     job_id: int | None = None
     faults: list[str] = field(default_factory=list)
 
@@ -55,6 +62,11 @@ class Request:
         """The first value of a query parameter, or ``None``."""
         values = self.query.get(name)
         return values[0] if values else None
+
+    @property
+    def scope(self) -> FaultScope:
+        """What the request is about, for fault filters."""
+        return FaultScope(self.instance, self.contract, self.export_type)
 
     @property
     def api_path(self) -> str:
@@ -102,6 +114,20 @@ def not_permitted(req: Request, *, status: int = 403, message: str | None = None
 def oauth_error(status: int, error: str, description: str) -> Reply:
     """An OAuth 2.0 error body, as LinkedIn's token endpoint sends it."""
     return json_reply(status, {"error": error, "error_description": description})
+
+
+def html_reply(status: int, title: str, text: str) -> Reply:
+    """A small HTML page (the authorization endpoint talks to browsers)."""
+    page = (
+        f"<!DOCTYPE html><html><head><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>"
+    )
+    return Reply(status, [("Content-Type", "text/html; charset=utf-8")], page.encode("utf-8"))
+
+
+def redirect_reply(location: str, status: int = 302) -> Reply:
+    """A redirect with an empty body."""
+    return Reply(status, [("Location", location)])
 
 
 def missing_token_reply() -> Reply:

@@ -18,12 +18,15 @@ class RequestRecord:
         path: URL path without the query string.
         status: Status sent; 0 when the connection was closed without a response.
         authorized: Whether an ``Authorization`` header was sent.
-        endpoint: ``token``, ``create``, ``get``, ``download``, or ``None`` for other paths.
+        endpoint: The endpoint kind (``token``, ``authorize``, ``create``, ``get``, ``contracts``,
+            ``analytics_create``, ``analytics_get``, ``download``), or ``None`` for other paths.
         instance: CRM instance URN the request was about, if known.
         job_id: Export job the request was about, if known.
         fault: Kind of the scripted fault that fired, if any (comma-separated if several did).
         bytes_sent: Body bytes written.
         duration_ms: Time spent answering.
+        contract: Analytics contract URN the request was about, if known.
+        export_type: Analytics export type the request was about, if known.
     """
 
     method: str
@@ -36,6 +39,8 @@ class RequestRecord:
     fault: str | None = None
     bytes_sent: int = 0
     duration_ms: float = 0.0
+    contract: str | None = None
+    export_type: str | None = None
 
 
 class RequestLog:
@@ -53,11 +58,10 @@ class RequestLog:
             self._inflight += 1
 
     def record(self, record: RequestRecord) -> None:
-        """Log a request once its response is written (or the connection broke)."""
-        with self._idle:
-            self._records.append(record)
-            self._inflight -= 1
-            self._idle.notify_all()
+        """Log a request once its response is written (or the connection broke).
+
+        The log line is written first, so a reader woken by :meth:`snapshot` sees it too.
+        """
         LOGGER.info(
             "%s %s %s auth=%s%s",
             record.method,
@@ -66,6 +70,10 @@ class RequestLog:
             "yes" if record.authorized else "no",
             f" fault={record.fault}" if record.fault else "",
         )
+        with self._idle:
+            self._records.append(record)
+            self._inflight -= 1
+            self._idle.notify_all()
 
     def snapshot(self, wait: float) -> list[RequestRecord]:
         """The records, after waiting up to ``wait`` seconds until no request is in flight."""

@@ -81,6 +81,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LinkedInCRMSandbox/1.0"
     timeout = 60
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the body would wait
+    # for the client's delayed ACK (about 40 ms per response).
+    disable_nagle_algorithm = True
     server: SandboxHTTPServer
 
     def setup(self) -> None:
@@ -159,6 +162,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                     fault=",".join(req.faults) or None,
                     bytes_sent=sent,
                     duration_ms=(time.perf_counter() - started) * 1000,
+                    contract=req.contract,
+                    export_type=req.export_type,
                 )
             )
 

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from sandbox_kit import MemberClient
 
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, Sandbox, Scenario
 
@@ -126,3 +127,23 @@ def client(sandbox: Sandbox, make_client: Callable[[Sandbox], ApiClient]) -> Api
     api = make_client(sandbox)
     api.login()
     return api
+
+
+@pytest.fixture
+def make_member() -> Iterator[Callable[[Sandbox], MemberClient]]:
+    clients: list[MemberClient] = []
+
+    def factory(sb: Sandbox) -> MemberClient:
+        client = MemberClient(sb)
+        clients.append(client)
+        client.login()
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def member(sandbox: Sandbox, make_member: Callable[[Sandbox], MemberClient]) -> MemberClient:
+    return make_member(sandbox)
