@@ -29,7 +29,7 @@ from tap_linkedin_crm.sandbox.analytics_data import (
     columns_for,
 )
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
-from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, RESPONSE_FAULT_ENDPOINTS, FaultScope
+from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_HEADER,
     RESTLI_REPLY_HEADER,
@@ -59,7 +59,6 @@ DAY_MS = 86_400_000
 EXCEEDED_FILE_SIZE = "FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"
 DATA_DELAY = "FAILED_DUE_TO_DATA_DELAY"
 PENDING_STATUSES = frozenset({"ENQUEUED", "PROCESSING"})
-RESPONSE_FAULTS = frozenset(RESPONSE_FAULT_ENDPOINTS)
 
 
 @dataclass(slots=True)
@@ -392,12 +391,9 @@ class SalesAnalytics:
                     rowCount=job.files.row_count(),
                     expireAt=job.links.expire_at,
                 )
-        if job.status == "COMPLETED":
-            fault = ctx.faults.take("analytics_get", req.scope, RESPONSE_FAULTS)
-            if fault is not None and fault.kind == "row_count_mismatch":
-                req.faults.append(fault.kind)
-                body["rowCount"] = max(0, body["rowCount"] + fault.delta)
-        return json_reply(200, body, [RESTLI_REPLY_HEADER])
+            completed = job.status == "COMPLETED"
+        sent = ctx.spoil_job_body(req, body, completed=completed, url_field="downloadUrl")
+        return json_reply(200, sent, [RESTLI_REPLY_HEADER])
 
     def job_info(self, job: AnalyticsExportJob) -> dict[str, t.Any]:
         """A snapshot of a job for tests (``Sandbox.analytics_jobs``)."""

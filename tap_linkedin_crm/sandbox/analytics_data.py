@@ -26,7 +26,7 @@ import typing as t
 from collections import Counter
 from dataclasses import dataclass
 
-from tap_linkedin_crm.sandbox.data import BOM, CHUNK_BYTES, quote
+from tap_linkedin_crm.sandbox.data import BOM, CHUNK_BYTES, CRLF, quote
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -344,13 +344,24 @@ class AnalyticsExport:
         suffix = ".csv.gz" if gzip else ".csv"
         return f"sales-analytics-{self.export_type.replace('_', '-')}-{self.job_id}{suffix}"
 
-    def raw_chunks(self, file_index: int) -> Iterator[bytes]:  # noqa: ARG002 - one file
+    def _header(self, line_terminator: str) -> bytes:
+        header = ",".join(quote(c) for c in self.columns) + line_terminator
+        return (BOM + header if self.bom else header).encode("utf-8")
+
+    def header_size(self, file_index: int, line_terminator: str = CRLF) -> int:  # noqa: ARG002
+        """Bytes before the first data record (BOM and header line)."""
+        return len(self._header(line_terminator))
+
+    def raw_chunks(
+        self,
+        file_index: int,  # noqa: ARG002 - one file
+        line_terminator: str = CRLF,
+    ) -> Iterator[bytes]:
         """Yield the uncompressed CSV bytes in chunks of roughly ``CHUNK_BYTES``."""
-        header = ",".join(quote(c) for c in self.columns) + "\r\n"
-        pending = [(BOM + header if self.bom else header).encode("utf-8")]
+        pending = [self._header(line_terminator)]
         size = len(pending[0])
         for row in self.iter_rows():
-            line = (",".join(quote(row[c]) for c in self.columns) + "\r\n").encode("utf-8")
+            line = (",".join(quote(row[c]) for c in self.columns) + line_terminator).encode()
             pending.append(line)
             size += len(line)
             if size >= CHUNK_BYTES:

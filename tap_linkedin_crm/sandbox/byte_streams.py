@@ -39,3 +39,27 @@ def corrupt_gzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
     if not done:
         yield b"\x00corrupt\xff" * 8
+
+
+def unclosed_quote(chunks: Iterable[bytes], at: int) -> Iterator[bytes]:
+    """Open a quoted field at byte ``at`` (the start of a record) that never closes.
+
+    A ``"`` is inserted at ``at`` and every later ``"`` is dropped, so a CSV reader sees one
+    field running from there to the end of the file, however large the file is.
+    """
+    position = 0
+    inserted = False
+    for chunk in chunks:
+        if inserted:
+            yield chunk.replace(b'"', b"")
+            continue
+        end = position + len(chunk)
+        if end < at:
+            position = end
+            yield chunk
+            continue
+        split = at - position
+        yield chunk[:split] + b'"' + chunk[split:].replace(b'"', b"")
+        inserted = True
+    if not inserted:
+        yield b'"'

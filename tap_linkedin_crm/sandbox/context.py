@@ -7,7 +7,12 @@ import threading
 import typing as t
 from http import HTTPStatus
 
-from tap_linkedin_crm.sandbox.faults import CUT_FAULTS, HTTP_FAULTS
+from tap_linkedin_crm.sandbox.faults import (
+    COMPLETED_ONLY_FAULTS,
+    CUT_FAULTS,
+    HTTP_FAULTS,
+    RESPONSE_FAULTS,
+)
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_REPLY_HEADER,
     error_envelope,
@@ -99,7 +104,51 @@ class SandboxContext:
 
     @staticmethod
     def with_transport_fault(reply: Reply, fault: Fault | None) -> Reply:
-        """Attach a fault that acts while the reply is written (a connection cut)."""
+        """Attach a fault that acts while the reply is written (a cut or a stall)."""
         if fault is not None and fault.kind in CUT_FAULTS:
             reply.cut = fault
+        elif fault is not None and fault.kind == "stall":
+            reply.stall = fault
         return reply
+
+    def spoil_job_body(
+        self, req: Request, body: dict[str, t.Any], *, completed: bool, url_field: str
+    ) -> object:
+        """Apply the response fault that fires on a job-status answer, if any.
+
+        Args:
+            req: The GET request.
+            body: The answer as it would be sent.
+            completed: Whether the answer reports a completed job (some faults need one).
+            url_field: ``downloadUrls`` (CRM, a list) or ``downloadUrl`` (analytics, a string).
+
+        Returns:
+            The body to send: ``body`` (maybe altered), or the non-object that replaces it.
+        """
+        kinds = RESPONSE_FAULTS if completed else RESPONSE_FAULTS - COMPLETED_ONLY_FAULTS
+        fault = self.faults.take(req.endpoint or "", req.scope, kinds)
+        if fault is None:
+            return body
+        req.faults.append(fault.kind)
+        kind, variant = fault.kind, fault.variant
+        if kind == "download_urls_missing":
+            if variant == "absent":
+                body.pop(url_field, None)
+            elif variant == "empty":
+                body[url_field] = [] if url_field == "downloadUrls" else ""
+            else:
+                body[url_field] = None
+        elif kind == "null_export_window":
+            body["exportEndAt"] = body["nextExportStartAt"] = None
+        elif kind == "lowercase_status":
+            body["status"] = str(body["status"]).lower()
+        elif kind == "row_count_mismatch":
+            body["rowCount"] = max(0, body["rowCount"] + fault.delta)
+        elif kind == "non_object_body":
+            replacements: dict[str, object] = {
+                "string": body.get("status"),
+                "null": None,
+                "number": body.get("jobId", body.get("id")),
+            }
+            return replacements.get(variant or "array", [body])
+        return body

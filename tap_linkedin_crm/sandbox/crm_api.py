@@ -272,4 +272,6 @@ class CrmExportJobs:
                 )
             elif job.status != "PROCESSING":
                 body["exportEndAt"] = job.export_end_at
-        return json_reply(200, body, [RESTLI_REPLY_HEADER])
+            completed = job.status == "COMPLETED"
+        sent = ctx.spoil_job_body(req, body, completed=completed, url_field="downloadUrls")
+        return json_reply(200, sent, [RESTLI_REPLY_HEADER])

@@ -12,7 +12,8 @@ import secrets
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_linkedin_crm.sandbox.byte_streams import corrupt_gzip, gzip_stream
+from tap_linkedin_crm.sandbox.byte_streams import corrupt_gzip, gzip_stream, unclosed_quote
+from tap_linkedin_crm.sandbox.data import CRLF
 from tap_linkedin_crm.sandbox.messages import Reply, error_envelope
 
 if t.TYPE_CHECKING:
@@ -46,8 +47,12 @@ class FileSource(t.Protocol):
         """The ``Content-Disposition`` file name of a file."""
         ...
 
-    def raw_chunks(self, file_index: int) -> Iterator[bytes]:
-        """The uncompressed bytes of a file, in chunks."""
+    def raw_chunks(self, file_index: int, line_terminator: str = CRLF) -> Iterator[bytes]:
+        """The uncompressed bytes of a file, in chunks, each record ended by ``line_terminator``."""
+        ...
+
+    def header_size(self, file_index: int, line_terminator: str = CRLF) -> int:
+        """Bytes before the first data record."""
         ...
 
 
@@ -163,10 +168,16 @@ class Downloads:
                 return error_envelope(403, "The download URL has expired")
             if kind == "url_expires_mid_download":
                 job.links.expire(now)
-        files = job.files
+        return ctx.with_transport_fault(self._file_reply(job.files, grant.file_index, kind), fault)
+
+    def _file_reply(self, files: FileSource, index: int, kind: str | None) -> Reply:
+        """The 200 reply serving a file, as the fault of kind ``kind`` (if any) spoils it."""
         corrupt = kind == "corrupt_gzip"
         gzip = files.gzip or corrupt
-        chunks = files.raw_chunks(grant.file_index)
+        terminator = "\r" if kind == "cr_line_endings" else CRLF
+        chunks = files.raw_chunks(index, terminator)
+        if kind == "unclosed_quote":
+            chunks = unclosed_quote(chunks, files.header_size(index, terminator))
         if gzip:
             chunks = gzip_stream(chunks)
         if corrupt:
@@ -175,11 +186,11 @@ class Downloads:
             ("Content-Type", "application/gzip" if gzip else "text/csv; charset=utf-8"),
             (
                 "Content-Disposition",
-                f'attachment; filename="{files.file_name(grant.file_index, gzip=gzip)}"',
+                f'attachment; filename="{files.file_name(index, gzip=gzip)}"',
             ),
         ]
-        if files.file_rows(grant.file_index) <= ctx.scenario.stream_threshold_rows:
-            reply = Reply(200, headers, b"".join(chunks))
-        else:
-            reply = Reply(200, headers, stream=chunks)
-        return ctx.with_transport_fault(reply, fault)
+        if kind == "empty_body":
+            return Reply(200, headers, b"")
+        if files.file_rows(index) <= self._ctx.scenario.stream_threshold_rows:
+            return Reply(200, headers, b"".join(chunks))
+        return Reply(200, headers, stream=chunks)

@@ -30,12 +30,26 @@ HTTP_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
     "url_expired": frozenset({"download"}),
     "url_expires_mid_download": frozenset({"download"}),
     "corrupt_gzip": frozenset({"download"}),
+    "empty_body": frozenset({"download"}),
+    "cr_line_endings": frozenset({"download"}),
+    "unclosed_quote": frozenset({"download"}),
+    "stall": ENDPOINTS,
+    "redirect": frozenset({"token"}),
     "authorization_denied": frozenset({"authorize"}),
 }
 # Faults that alter a job-status answer without changing the job; allowed on the endpoints listed.
 RESPONSE_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
+    "download_urls_missing": frozenset({"get", "analytics_get"}),
+    "null_export_window": frozenset({"get"}),
+    "lowercase_status": frozenset({"get", "analytics_get"}),
+    "non_object_body": frozenset({"get", "analytics_get"}),
     "row_count_mismatch": frozenset({"analytics_get"}),
 }
+RESPONSE_FAULTS = frozenset(RESPONSE_FAULT_ENDPOINTS)
+#: Response faults that only act on (and only count) answers reporting a COMPLETED job.
+COMPLETED_ONLY_FAULTS = frozenset(
+    {"download_urls_missing", "null_export_window", "row_count_mismatch"}
+)
 # Faults decided when a job is created (the create call itself answers as usual).
 JOB_FAULT_ENDPOINTS: dict[str, frozenset[str]] = {
     "job_failed": JOB_CREATE_ENDPOINTS,
@@ -47,6 +61,7 @@ FAULT_KINDS = frozenset(HTTP_FAULT_ENDPOINTS) | frozenset(RESPONSE_FAULT_ENDPOIN
 HTTP_FAULTS = frozenset(HTTP_FAULT_ENDPOINTS)
 # HTTP faults that cut the connection while the body is being written.
 CUT_FAULTS = frozenset({"drop", "truncate", "url_expires_mid_download"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 #: The failed statuses of an export job. Only FAILED_DUE_TO_INTERNAL_ERROR is named for the CRM
 #: API; the analytics list comes from a third-party copy of the schema (linkedin-api.md 3.2).
@@ -61,6 +76,9 @@ DENIAL_ERRORS = ("user_cancelled_authorize", "user_cancelled_login")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "job_failed": FAILED_STATUSES,
     "authorization_denied": DENIAL_ERRORS,
+    "download_urls_missing": ("null", "absent", "empty"),
+    "non_object_body": ("array", "string", "null", "number"),
+    "stall": ("before_response", "mid_body"),
 }
 
 
@@ -95,7 +113,29 @@ class Fault:
     analytics export type. Each fault counts the requests it matches: it skips the first ``after``
     of them and then fires ``times`` times (``None`` = forever). Job faults (``job_failed``,
     ``job_never_finishes``, ``header_drift``) count job creations instead of requests; response
-    faults (``row_count_mismatch``) count the status answers they can alter.
+    faults (``RESPONSE_FAULT_ENDPOINTS``) count the job-status answers they can alter, and those
+    in ``COMPLETED_ONLY_FAULTS`` only answers that report a completed job (so ``times=2`` spoils
+    the first two completed answers).
+
+    The kinds, by where they act:
+
+    - the whole response: ``rate_limit`` (429, LinkedIn's DAY-limit body), ``error`` (5xx
+      envelope), ``forbidden`` (403 envelope), ``token_expired`` (401, and the token stays
+      expired), ``authorization_denied`` (the page redirects with ``error=variant``),
+      ``redirect`` (the token endpoint answers ``status``, default 307, pointing at another
+      sandbox path, which answers as the token endpoint and logs whether a secret arrived);
+    - timing and the wire: ``slow`` (wait ``delay`` before handling), ``stall`` (handle at once,
+      then send nothing for ``delay`` seconds: before the response, or after ``after_bytes`` of
+      the body with ``variant="mid_body"``), ``drop``, ``truncate``;
+    - downloads: ``url_expired``, ``url_expires_mid_download``, ``corrupt_gzip``, ``empty_body``
+      (200 with 0 bytes), ``cr_line_endings`` (records end in CR only), ``unclosed_quote`` (a
+      quote opens the first data record and never closes); all stream, whatever the size;
+    - job-status bodies: ``download_urls_missing`` (``downloadUrls``/``downloadUrl`` null,
+      absent or empty), ``null_export_window`` (``exportEndAt`` and ``nextExportStartAt``
+      null), ``lowercase_status``, ``non_object_body`` (a JSON array, string, null or number),
+      ``row_count_mismatch`` (``rowCount`` off by ``delta``);
+    - jobs: ``job_failed`` (ends in the ``variant`` status), ``job_never_finishes``,
+      ``header_drift``.
 
     Attributes:
         kind: What goes wrong; one of ``FAULT_KINDS``.
@@ -106,15 +146,19 @@ class Fault:
             ``seat``), or ``None`` for any.
         times: How many times the fault fires; ``None`` for unlimited.
         after: How many matching requests (or job creations) to let through first.
-        status: HTTP status for ``error`` (default 500) and ``forbidden`` (403).
+        status: HTTP status for ``error`` (default 500), ``forbidden`` (403) and ``redirect``
+            (307).
         retry_after: ``Retry-After`` seconds for ``rate_limit``; ``None`` sends no header.
-        delay: Seconds to wait before answering, for ``slow``.
+        delay: Seconds to wait, for ``slow`` and ``stall``.
         after_bytes: Body bytes sent before ``drop``, ``truncate`` or ``url_expires_mid_download``
-            cut the connection.
+            cut the connection, or a ``mid_body`` stall pauses.
         message: Replaces the default error message, if given.
         variant: Which form the fault takes, for kinds that have several (``VARIANTS``): the
             failed status of ``job_failed`` (default ``FAILED_DUE_TO_INTERNAL_ERROR``), the
-            ``error`` of ``authorization_denied`` (default ``user_cancelled_authorize``).
+            ``error`` of ``authorization_denied`` (default ``user_cancelled_authorize``), what
+            ``download_urls_missing`` sends (``null``, ``absent``, ``empty``), what
+            ``non_object_body`` sends (``array``, ``string``, ``null``, ``number``), where
+            ``stall`` pauses (``before_response``, ``mid_body``).
         delta: How far ``row_count_mismatch`` moves the reported ``rowCount``.
     """
 
@@ -154,6 +198,9 @@ class Fault:
             raise ValueError(msg)
         if self.export_type is not None and self.export_type not in EXPORT_TYPES:
             msg = f"unknown export type {self.export_type!r}; known: {sorted(EXPORT_TYPES)}"
+            raise ValueError(msg)
+        if self.kind == "redirect" and self.status not in {None, *REDIRECT_STATUSES}:
+            msg = f"a redirect fault's status must be one of {sorted(REDIRECT_STATUSES)}"
             raise ValueError(msg)
         variants = VARIANTS.get(self.kind, ())
         if self.variant is not None and self.variant not in variants:

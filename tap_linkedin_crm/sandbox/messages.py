@@ -43,6 +43,8 @@ class Request:
         export_type: Analytics export type the request is about, once known.
         job_id: Export job the request is about, once known.
         faults: Kinds of the scripted faults that fired on this request, in order.
+        client_secret_sent: For token requests, whether a client secret arrived (form or Basic
+            auth); ``None`` for other requests. The secret itself is never kept.
     """
 
     method: str
@@ -57,6 +59,7 @@ class Request:
     export_type: str | None = None
     job_id: int | None = None
     faults: list[str] = field(default_factory=list)
+    client_secret_sent: bool | None = None
 
     def param(self, name: str) -> str | None:
         """The first value of a query parameter, or ``None``."""
@@ -84,6 +87,7 @@ class Reply:
         body: The whole body, when not streamed.
         stream: Body chunks, sent with chunked transfer encoding (or cut short by a fault).
         cut: A fault that cuts the connection while the body is written.
+        stall: A fault that pauses the writing (before the response, or in the body).
     """
 
     status: int
@@ -91,6 +95,7 @@ class Reply:
     body: bytes = b""
     stream: Iterator[bytes] | None = None
     cut: Fault | None = None
+    stall: Fault | None = None
 
 
 def json_reply(status: int, payload: object, headers: list[tuple[str, str]] | None = None) -> Reply:

@@ -52,6 +52,8 @@ if t.TYPE_CHECKING:
 
 TOKEN_PATH = "/oauth/v2/accessToken"  # noqa: S105
 AUTHORIZATION_PATH = "/oauth/v2/authorization"
+#: Where a ``redirect`` fault sends token requests (another path of the sandbox).
+REDIRECTED_TOKEN_PATH = "/oauth/v2/redirected/accessToken"  # noqa: S105
 #: The application permission of the CRM Data Validation API (client-credentials tokens).
 APP_PERMISSION = "r_sales_nav_validation"
 #: The member scope of the Sales Navigator Analytics API (authorization-code tokens).
@@ -117,6 +119,31 @@ class Bearer:
     token: str
     client_id: str
     member: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Credentials:
+    """The form of a token request and the client it names (form fields or Basic auth)."""
+
+    form: dict[str, str]
+    client_id: str
+    secret: str
+
+    @classmethod
+    def read(cls, req: Request) -> _Credentials:
+        """Read a token request, and note in ``req`` whether a client secret arrived."""
+        pairs = parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True)
+        form = {k: v[0] for k, v in pairs.items()}
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        basic = req.headers.get("Authorization", "")
+        if not client_id and basic.startswith("Basic "):
+            try:
+                decoded = base64.b64decode(basic[6:]).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            client_id, _, secret = decoded.partition(":")
+        req.client_secret_sent = bool(secret)
+        return cls(form, client_id, secret)
 
 
 def parse_scopes(text: str) -> frozenset[str]:
@@ -206,14 +233,25 @@ class OAuthServer:
     def token_endpoint(self, req: Request) -> Reply:
         """Answer ``POST /oauth/v2/accessToken``."""
         ctx = self._ctx
+        credentials = _Credentials.read(req)
         fault = ctx.take_http_fault(req)
         if fault is not None:
+            if fault.kind == "redirect":
+                target = f"{ctx.base_url}{REDIRECTED_TOKEN_PATH}"
+                return redirect_reply(target, fault.status or 307)
             replaced = ctx.fault_reply(fault, req)
             if replaced is not None:
                 return replaced
-        return ctx.with_transport_fault(self._grant(req), fault)
+        return ctx.with_transport_fault(self._grant(req, credentials), fault)
 
-    def _grant(self, req: Request) -> Reply:
+    def redirected_token_endpoint(self, req: Request) -> Reply:
+        """Answer at the target of a ``redirect`` fault: as the token endpoint, without faults.
+
+        The request log shows whether the client secret was sent again after the redirect.
+        """
+        return self._grant(req, _Credentials.read(req))
+
+    def _grant(self, req: Request, credentials: _Credentials) -> Reply:
         content_type = req.headers.get("Content-Type", "")
         if not content_type.startswith("application/x-www-form-urlencoded"):
             return oauth_error(
@@ -221,21 +259,7 @@ class OAuthServer:
                 "invalid_request",
                 "Content-Type must be application/x-www-form-urlencoded",
             )
-        form = {
-            k: v[0]
-            for k, v in parse_qs(
-                req.body.decode("utf-8", "replace"), keep_blank_values=True
-            ).items()
-        }
-        client_id = form.get("client_id", "")
-        client_secret = form.get("client_secret", "")
-        basic = req.headers.get("Authorization", "")
-        if not client_id and basic.startswith("Basic "):
-            try:
-                decoded = base64.b64decode(basic[6:]).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                decoded = ""
-            client_id, _, client_secret = decoded.partition(":")
+        form, client_id = credentials.form, credentials.client_id
         grant = form.get("grant_type", "")
         if grant not in {"client_credentials", "authorization_code", "refresh_token"}:
             return oauth_error(
@@ -243,7 +267,7 @@ class OAuthServer:
                 "unsupported_grant_type",
                 "grant_type must be client_credentials, authorization_code or refresh_token",
             )
-        if not client_id or self._ctx.scenario.clients.get(client_id) != client_secret:
+        if not client_id or self._ctx.scenario.clients.get(client_id) != credentials.secret:
             return oauth_error(401, "invalid_client", "Client authentication failed")
         if grant == "client_credentials":
             return self._client_credentials(client_id)

@@ -19,7 +19,8 @@ class RequestRecord:
         status: Status sent; 0 when the connection was closed without a response.
         authorized: Whether an ``Authorization`` header was sent.
         endpoint: The endpoint kind (``token``, ``authorize``, ``create``, ``get``, ``contracts``,
-            ``analytics_create``, ``analytics_get``, ``download``), or ``None`` for other paths.
+            ``analytics_create``, ``analytics_get``, ``download``, or ``token_redirected`` for
+            the target of a ``redirect`` fault), or ``None`` for other paths.
         instance: CRM instance URN the request was about, if known.
         job_id: Export job the request was about, if known.
         fault: Kind of the scripted fault that fired, if any (comma-separated if several did).
@@ -27,6 +28,8 @@ class RequestRecord:
         duration_ms: Time spent answering.
         contract: Analytics contract URN the request was about, if known.
         export_type: Analytics export type the request was about, if known.
+        client_secret_sent: For token requests, whether a client secret arrived (in the form or
+            Basic auth); ``None`` for other requests. Never the secret itself.
     """
 
     method: str
@@ -41,6 +44,7 @@ class RequestRecord:
     duration_ms: float = 0.0
     contract: str | None = None
     export_type: str | None = None
+    client_secret_sent: bool | None = None
 
 
 class RequestLog:

@@ -13,7 +13,7 @@ from tap_linkedin_crm.sandbox.crm_api import JOB_PATH_RE, JOBS_PATH
 from tap_linkedin_crm.sandbox.downloads import AMBRY_PATHS
 from tap_linkedin_crm.sandbox.faults import ANALYTICS_API_ENDPOINTS, CRM_API_ENDPOINTS
 from tap_linkedin_crm.sandbox.messages import error_envelope
-from tap_linkedin_crm.sandbox.oauth import AUTHORIZATION_PATH, TOKEN_PATH
+from tap_linkedin_crm.sandbox.oauth import AUTHORIZATION_PATH, REDIRECTED_TOKEN_PATH, TOKEN_PATH
 
 if t.TYPE_CHECKING:
     from tap_linkedin_crm.sandbox.analytics_api import SalesAnalytics
@@ -25,6 +25,7 @@ if t.TYPE_CHECKING:
 #: Path to (method, endpoint kind) for the fixed paths.
 _FIXED_PATHS: dict[str, tuple[str, str]] = {
     TOKEN_PATH: ("POST", "token"),
+    REDIRECTED_TOKEN_PATH: ("POST", "token_redirected"),
     AUTHORIZATION_PATH: ("GET", "authorize"),
     JOBS_PATH: ("POST", "create"),
     CONTRACTS_PATH: ("GET", "contracts"),
@@ -78,6 +79,7 @@ class Router:
             return self._analytics.handle(req)
         handlers = {
             "token": self._oauth.token_endpoint,
+            "token_redirected": self._oauth.redirected_token_endpoint,
             "authorize": self._oauth.authorization_endpoint,
             "download": self._downloads.serve,
         }

@@ -1,12 +1,15 @@
 """HTTP plumbing: the threaded loopback server, parsing requests, and writing replies.
 
-Replies are written as HTTP/1.1 with ``Content-Length``, or chunked when streamed. Faults that
-act on the wire (``drop``, ``truncate``, ``url_expires_mid_download``) cut the body here.
+Replies are written as HTTP/1.1 with ``Content-Length``, or chunked when streamed, and carry a
+``Date`` header from the sandbox clock (a tap may take the create call's ``Date`` as the job's
+creation time, so it must move with :meth:`SandboxClock.advance`). Faults that act on the wire
+(``drop``, ``truncate``, ``url_expires_mid_download``, ``stall``) act here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import socket
 import threading
@@ -99,6 +102,11 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         except OSError:
             LOGGER.debug("error while closing a connection", exc_info=True)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header: the sandbox clock's time, not the real one."""
+        when = self.server.ctx.clock.now() if timestamp is None else timestamp
+        return email.utils.formatdate(when, usegmt=True)
+
     def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002, ANN401
         """Silence the default access log: it would print query strings (signed tokens)."""
 
@@ -164,11 +172,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                     duration_ms=(time.perf_counter() - started) * 1000,
                     contract=req.contract,
                     export_type=req.export_type,
+                    client_secret_sent=req.client_secret_sent,
                 )
             )
 
     def _write(self, reply: Reply, req: Request) -> tuple[int, int]:
-        cut = reply.cut
+        cut, stall = reply.cut, reply.stall
+        pause: tuple[int, float] | None = None  # (body bytes before the pause, seconds)
+        if stall is not None and stall.variant == "mid_body":
+            pause = (max(0, stall.after_bytes), stall.delay)
+        elif stall is not None:
+            self.server.ctx.pause(stall.delay)
         if cut is not None and cut.kind == "drop" and req.endpoint != "download":
             self.close_connection = True
             return 0, 0
@@ -177,30 +191,56 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         for name, value in reply.headers:
             self.send_header(name, value)
         if reply.stream is None:
-            body = reply.body
-            data = body if limit is None else body[: min(limit, max(len(body) - 1, 0))]
-            claimed = len(body) if limit is None else max(len(body), len(data) + 1)
-            self.send_header("Content-Length", str(claimed))
-            self.end_headers()
-            self.wfile.write(data)
-            if limit is not None:
-                self.close_connection = True
-            return reply.status, len(data)
+            return reply.status, self._write_whole(reply.body, limit, pause)
         if cut is not None and cut.kind == "truncate":
             self.send_header("Content-Length", str((limit or 0) + TRUNCATE_CLAIM_EXTRA))
             self.end_headers()
             return reply.status, self._write_stream(reply.stream, limit, chunked=False)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        return reply.status, self._write_stream(reply.stream, limit, chunked=True)
+        return reply.status, self._write_stream(reply.stream, limit, chunked=True, pause=pause)
 
-    def _write_stream(self, stream: Iterator[bytes], limit: int | None, *, chunked: bool) -> int:
+    def _write_whole(self, body: bytes, limit: int | None, pause: tuple[int, float] | None) -> int:
+        """Write a body with ``Content-Length``; a cut sends less than it claims."""
+        data = body if limit is None else body[: min(limit, max(len(body) - 1, 0))]
+        claimed = len(body) if limit is None else max(len(body), len(data) + 1)
+        self.send_header("Content-Length", str(claimed))
+        self.end_headers()
+        split = len(data) if pause is None else min(pause[0], max(len(data) - 1, 0))
+        self.wfile.write(data[:split])
+        if pause is not None:
+            self.server.ctx.pause(pause[1])
+            self.wfile.write(data[split:])
+        if limit is not None:
+            self.close_connection = True
+        return len(data)
+
+    def _write_stream(
+        self,
+        stream: Iterator[bytes],
+        limit: int | None,
+        *,
+        chunked: bool,
+        pause: tuple[int, float] | None = None,
+    ) -> int:
+        """Write a streamed body; ``pause`` is (bytes before the pause, seconds), if any."""
         sent = 0
         write: Callable[[bytes], t.Any] = self.wfile.write
+
+        def emit(piece: bytes) -> None:
+            write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+
         for chunk in stream:
             piece = chunk if limit is None else chunk[: limit - sent]
+            if pause is not None and sent + len(piece) > pause[0]:
+                head, piece = piece[: pause[0] - sent], piece[pause[0] - sent :]
+                if head:
+                    emit(head)
+                    sent += len(head)
+                self.server.ctx.pause(pause[1])
+                pause = None
             if piece:
-                write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+                emit(piece)
                 sent += len(piece)
             if limit is not None and sent >= limit:
                 break

@@ -53,8 +53,7 @@ class ApiClient:
             f"{self.sb.api_url}/crmDataValidationExportJobs?crmInstanceId={encoded}",
             json={"exportStartAt": start},
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def create_job(self, instance: str = DYNAMICS_INSTANCE) -> int:
@@ -68,8 +67,7 @@ class ApiClient:
             f"{self.sb.api_url}/crmDataValidationExportJobs/{job_id}"
             f"?crmInstanceId={quote(instance, safe='')}",
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def get_json(self, job_id: int, instance: str = DYNAMICS_INSTANCE) -> dict[str, t.Any]:
@@ -86,7 +84,7 @@ class ApiClient:
         raise AssertionError(msg)
 
     def download(self, url: str, **kwargs):
-        return self.session.get(url, timeout=10, **kwargs)
+        return self.session.get(url, **{"timeout": 10, **kwargs})
 
 
 @pytest.fixture

@@ -99,8 +99,7 @@ class MemberClient:
             params=params,
             json=body,
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def create_job(
@@ -123,8 +122,7 @@ class MemberClient:
             f"{self.sb.api_url}/salesAnalyticsExportJobs/{job_id}",
             params=params,
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def get_json(self, job_id: int, contract: str = EMEA_CONTRACT) -> dict[str, t.Any]:
@@ -141,7 +139,7 @@ class MemberClient:
         raise AssertionError(msg)
 
     def download(self, url: str, **kwargs: t.Any):
-        return self.session.get(url, timeout=10, **kwargs)
+        return self.session.get(url, **{"timeout": 10, **kwargs})
 
 
 def redirect_params(resp: requests.Response) -> dict[str, str]:
