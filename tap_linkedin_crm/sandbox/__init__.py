@@ -11,7 +11,14 @@ from tap_linkedin_crm.sandbox.analytics_data import (
 )
 from tap_linkedin_crm.sandbox.clock import SandboxClock
 from tap_linkedin_crm.sandbox.data import DEFAULT_COLUMNS
-from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FAULT_KINDS, Fault
+from tap_linkedin_crm.sandbox.faults import (
+    FAILED_STATUSES,
+    FAULT_KINDS,
+    RULE_KINDS,
+    Fault,
+    FaultScope,
+    FiredFault,
+)
 from tap_linkedin_crm.sandbox.request_log import RequestRecord
 from tap_linkedin_crm.sandbox.scenario import (
     AMERICAS_CONTRACT,
@@ -38,11 +45,14 @@ __all__ = [
     "FAILED_STATUSES",
     "FAULT_KINDS",
     "NO_REPORTING_CONTRACT",
+    "RULE_KINDS",
     "SANDBOX_MEMBER",
     "SEAT",
     "SFDC_INSTANCE",
     "ContractSpec",
     "Fault",
+    "FaultScope",
+    "FiredFault",
     "InstanceSpec",
     "RequestRecord",
     "Sandbox",

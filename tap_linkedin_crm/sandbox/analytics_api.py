@@ -83,6 +83,7 @@ class AnalyticsExportJob:
     failure: str | None = None
     failure_cause: str | None = None
     never: bool = False
+    never_logged: bool = False
     polls: int = 0
     status: str = "ENQUEUED"
     completed_at: int | None = None
@@ -168,12 +169,13 @@ class SalesAnalytics:
             return error_envelope(400, f"{RESTLI_HEADER}: {RESTLI_VERSION} header is required")
         endpoint = req.endpoint or ""
         member = caller.member or ""
+        payload = self._describe(req)
         if not self._quota.consume(member, endpoint):
             req.faults.append("member_daily_quota")
+            ctx.record_fired("member_daily_quota", endpoint, req.scope, req.job_id)
             return json_reply(
                 429, {"message": MEMBER_DAILY_LIMIT_MESSAGE, "status": 429}, [RESTLI_REPLY_HEADER]
             )
-        payload = self._describe(req)
         fault = ctx.take_http_fault(req)
         if fault is not None:
             if fault.kind == "token_expired":
@@ -190,15 +192,21 @@ class SalesAnalytics:
             reply = self._get(req, member)
         return ctx.with_transport_fault(reply, fault)
 
-    @staticmethod
-    def _describe(req: Request) -> object:
-        """Learn the contract and export type early, so faults can match on them.
+    def _describe(self, req: Request) -> object:
+        """Learn the contract, export type and job early, so faults can match on them.
 
         Returns:
             The decoded JSON body of a create call (``None`` if absent or not JSON).
         """
         if req.endpoint == "analytics_get":
             req.contract = req.param("contract")
+            job_path = ANALYTICS_JOB_PATH_RE.match(req.path)
+            if job_path is not None and job_path.group(1).isdigit():
+                req.job_id = int(job_path.group(1))
+                with self._ctx.lock:
+                    job = self.jobs.get(req.job_id)
+                if job is not None and job.contract == req.contract:
+                    req.export_type = job.export_type
             return None
         if req.endpoint != "analytics_create":
             return None
@@ -340,8 +348,12 @@ class SalesAnalytics:
     # -- get -----------------------------------------------------------------------------------
 
     def _advance(self, job: AnalyticsExportJob, now: int) -> None:
-        """Count one poll and move the job on: start, end it, or renew expired URLs."""
-        scenario = self._ctx.scenario
+        """Count one poll and move the job on: start, end it, or renew expired URLs.
+
+        Job faults and the failure rules are logged as fired when the answer first shows them.
+        """
+        ctx = self._ctx
+        scenario = ctx.scenario
         job.polls += 1
         if job.status in PENDING_STATUSES:
             enqueued = scenario.analytics_enqueued_polls
@@ -349,10 +361,15 @@ class SalesAnalytics:
                 done = now - job.created_at >= scenario.analytics_processing_seconds * 1000
             else:
                 done = job.polls > enqueued + scenario.analytics_processing_polls
+            if done and job.never and not job.never_logged:
+                job.never_logged = True
+                ctx.record_fired("job_never_finishes", "analytics_get", job.scope, job.job_id)
             if done and not job.never:
                 job.completed_at = now
                 if job.failure is not None:
                     job.status = job.failure
+                    cause = job.failure_cause or "job_failed"
+                    ctx.record_fired(cause, "analytics_get", job.scope, job.job_id, job.failure)
                 else:
                     job.status = "COMPLETED"
                     self._downloads.issue(job, now)

@@ -12,6 +12,7 @@ from tap_linkedin_crm.sandbox.faults import (
     CUT_FAULTS,
     HTTP_FAULTS,
     RESPONSE_FAULTS,
+    FiredFault,
 )
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_REPLY_HEADER,
@@ -24,7 +25,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
     from tap_linkedin_crm.sandbox.clock import SandboxClock
-    from tap_linkedin_crm.sandbox.faults import Fault, FaultBook
+    from tap_linkedin_crm.sandbox.faults import Fault, FaultBook, FaultScope
     from tap_linkedin_crm.sandbox.messages import Reply, Request
     from tap_linkedin_crm.sandbox.scenario import Scenario
 
@@ -81,8 +82,37 @@ class SandboxContext:
         """Count the request against the HTTP faults and return the one that fires, if any."""
         fault = self.faults.take(req.endpoint or "", req.scope, HTTP_FAULTS)
         if fault is not None:
-            req.faults.append(fault.kind)
+            req.note_fault(fault)
         return fault
+
+    def record_fired(
+        self,
+        kind: str,
+        endpoint: str,
+        scope: FaultScope,
+        job_id: int | None = None,
+        variant: str | None = None,
+    ) -> None:
+        """Log a fault (or rule) that took effect now."""
+        self.faults.record(
+            FiredFault(
+                kind=kind,
+                endpoint=endpoint,
+                instance=scope.instance,
+                contract=scope.contract,
+                export_type=scope.export_type,
+                job_id=job_id,
+                variant=variant,
+                at_ms=self.clock.now_ms(),
+            )
+        )
+
+    def record_request_faults(self, req: Request) -> None:
+        """Log the faults that acted on a request, once it is answered (job id known)."""
+        for fault in req.fired:
+            self.record_fired(
+                fault.kind, req.endpoint or "", req.scope, req.job_id, fault.effective_variant
+            )
 
     def fault_reply(self, fault: Fault, req: Request) -> Reply | None:
         """The reply a fault replaces the answer with, or ``None`` to answer (maybe later)."""
@@ -129,7 +159,7 @@ class SandboxContext:
         fault = self.faults.take(req.endpoint or "", req.scope, kinds)
         if fault is None:
             return body
-        req.faults.append(fault.kind)
+        req.note_fault(fault)
         kind, variant = fault.kind, fault.variant
         if kind == "download_urls_missing":
             if variant == "absent":

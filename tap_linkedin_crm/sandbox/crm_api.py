@@ -56,6 +56,8 @@ class CrmExportJob:
     files: ExportData
     failure: str | None = None
     never: bool = False
+    drift_fault: bool = False
+    never_logged: bool = False
     polls: int = 0
     status: str = "PROCESSING"
     completed_at: int | None = None
@@ -88,6 +90,9 @@ class CrmExportJobs:
         """Answer a create or get call: authenticate, check headers, fire faults, then serve."""
         ctx = self._ctx
         req.instance = req.param("crmInstanceId")
+        job_path = JOB_PATH_RE.match(req.path)
+        if job_path is not None and job_path.group(1).isdigit():
+            req.job_id = int(job_path.group(1))
         caller = self._oauth.authenticate(req, APP_PERMISSION)
         if isinstance(caller, Reply):
             return caller
@@ -204,6 +209,7 @@ class CrmExportJobs:
                 files=ExportData(plan, self._base_cache),
                 failure=None if failed is None else failed.variant or FAILED_STATUSES[0],
                 never="job_never_finishes" in kinds,
+                drift_fault="header_drift" in kinds,
             )
         req.job_id = job_id
         if kinds:
@@ -223,20 +229,31 @@ class CrmExportJobs:
         return job.export_end_at
 
     def _advance(self, job: CrmExportJob, now: int) -> None:
-        """Count one poll and move the job on: complete or fail it, or renew expired URLs."""
-        scenario = self._ctx.scenario
+        """Count one poll and move the job on: complete or fail it, or renew expired URLs.
+
+        Job faults are logged as fired when the answer first shows them.
+        """
+        ctx = self._ctx
+        scenario = ctx.scenario
         job.polls += 1
-        if job.status == "PROCESSING" and not job.never:
+        if job.status == "PROCESSING":
             if scenario.processing_seconds is not None:
                 done = now - job.created_at >= scenario.processing_seconds * 1000
             else:
                 done = job.polls > scenario.job_processing_polls
-            if done and job.failure is not None:
+            if done and job.never:
+                if not job.never_logged:
+                    job.never_logged = True
+                    ctx.record_fired("job_never_finishes", "get", job.scope, job.job_id)
+            elif done and job.failure is not None:
                 job.status = job.failure
+                ctx.record_fired("job_failed", "get", job.scope, job.job_id, job.failure)
             elif done:
                 job.status = "COMPLETED"
                 job.completed_at = now
                 self._downloads.issue(job, now)
+                if job.drift_fault:
+                    ctx.record_fired("header_drift", "get", job.scope, job.job_id)
         elif job.status == "COMPLETED" and job.links.expired(now):
             self._downloads.issue(job, now)
 

@@ -82,6 +82,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: What the fired-fault log calls the scenario rules and quotas that act like faults.
+RULE_KINDS = frozenset({"max_window", "data_delay", "member_daily_quota"})
+
+
 @dataclass(frozen=True, slots=True)
 class FaultScope:
     """What a request or job is about, for the fault filters: CRM instance, or contract and type."""
@@ -215,6 +219,16 @@ class Fault:
                 return table[self.kind]
         return frozenset()
 
+    @property
+    def effective_variant(self) -> str | None:
+        """The variant in effect: the one set, else the kind's default (``None`` if it has none)."""
+        if self.kind == "redirect":
+            return str(self.status or 307)
+        if self.variant is not None:
+            return self.variant
+        variants = VARIANTS.get(self.kind)
+        return variants[0] if variants else None
+
     def applies_to(self, endpoint: str) -> bool:
         """Whether this fault can act on ``endpoint`` (job faults: on job creations there)."""
         if self.endpoint is not None:
@@ -234,6 +248,38 @@ class Fault:
         """Build a fault from a JSON object with the same keys as the attributes."""
         check_keys("fault", data, {f.name for f in dataclasses.fields(cls)})
         return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class FiredFault:
+    """A fault that took effect, as the fired-fault log records it.
+
+    HTTP and response faults are logged on the request they act on; job faults when the job
+    shows them (``job_failed`` when the failed status is first reported, ``job_never_finishes``
+    when the job would have ended, ``header_drift`` when the job's files are first offered). The
+    scenario rules log under ``RULE_KINDS``: ``max_window`` and ``data_delay`` like a
+    ``job_failed``, ``member_daily_quota`` on each refused call.
+
+    Attributes:
+        kind: A fault kind (``FAULT_KINDS``) or a rule (``RULE_KINDS``).
+        endpoint: The endpoint of the request it acted on.
+        instance: CRM instance URN, if the request or job has one.
+        contract: Analytics contract URN, if the request or job has one.
+        export_type: Analytics export type, if the request or job has one.
+        job_id: The export job, if the request or fault concerns one.
+        variant: The form it took (``Fault.effective_variant``; the failed status for job
+            failures, the status code for redirects), or ``None``.
+        at_ms: When, in epoch milliseconds of the sandbox clock.
+    """
+
+    kind: str
+    endpoint: str
+    instance: str | None
+    contract: str | None
+    export_type: str | None
+    job_id: int | None
+    variant: str | None
+    at_ms: int
 
 
 @dataclass(slots=True)
@@ -257,9 +303,26 @@ class FaultBook:
     """
 
     def __init__(self, faults: list[Fault]) -> None:
-        """Start counting ``faults`` from zero."""
+        """Start counting ``faults`` from zero, with an empty fired-fault log."""
         self._lock = threading.Lock()
         self._counters = [_Counter(f) for f in faults]
+        self._fired: list[FiredFault] = []
+
+    def record(self, fired: FiredFault) -> None:
+        """Add an entry to the fired-fault log."""
+        with self._lock:
+            self._fired.append(fired)
+
+    @property
+    def fired(self) -> list[FiredFault]:
+        """A snapshot of the fired-fault log, oldest first."""
+        with self._lock:
+            return list(self._fired)
+
+    def clear_fired(self) -> None:
+        """Empty the fired-fault log."""
+        with self._lock:
+            self._fired.clear()
 
     def add(self, fault: Fault) -> None:
         """Add a fault (its counters start at zero)."""

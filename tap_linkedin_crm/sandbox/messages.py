@@ -42,7 +42,9 @@ class Request:
         contract: Analytics contract URN the request is about, once known.
         export_type: Analytics export type the request is about, once known.
         job_id: Export job the request is about, once known.
-        faults: Kinds of the scripted faults that fired on this request, in order.
+        faults: Kinds of the scripted faults that fired on this request, in order (job faults
+            decided at creation included).
+        fired: The HTTP and response faults that act on this request, for the fired-fault log.
         client_secret_sent: For token requests, whether a client secret arrived (form or Basic
             auth); ``None`` for other requests. The secret itself is never kept.
     """
@@ -59,7 +61,13 @@ class Request:
     export_type: str | None = None
     job_id: int | None = None
     faults: list[str] = field(default_factory=list)
+    fired: list[Fault] = field(default_factory=list)
     client_secret_sent: bool | None = None
+
+    def note_fault(self, fault: Fault) -> None:
+        """Note a fault that acts on this request (for the request log and the fired log)."""
+        self.faults.append(fault.kind)
+        self.fired.append(fault)
 
     def param(self, name: str) -> str | None:
         """The first value of a query parameter, or ``None``."""

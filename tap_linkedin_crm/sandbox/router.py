@@ -17,6 +17,7 @@ from tap_linkedin_crm.sandbox.oauth import AUTHORIZATION_PATH, REDIRECTED_TOKEN_
 
 if t.TYPE_CHECKING:
     from tap_linkedin_crm.sandbox.analytics_api import SalesAnalytics
+    from tap_linkedin_crm.sandbox.context import SandboxContext
     from tap_linkedin_crm.sandbox.crm_api import CrmExportJobs
     from tap_linkedin_crm.sandbox.downloads import Downloads
     from tap_linkedin_crm.sandbox.messages import Reply, Request
@@ -59,19 +60,27 @@ class Router:
 
     def __init__(
         self,
+        ctx: SandboxContext,
         oauth: OAuthServer,
         crm: CrmExportJobs,
         analytics: SalesAnalytics,
         downloads: Downloads,
     ) -> None:
         """Route to these endpoint handlers."""
+        self._ctx = ctx
         self._oauth = oauth
         self._crm = crm
         self._analytics = analytics
         self._downloads = downloads
 
     def handle(self, req: Request) -> Reply:
-        """Answer one request."""
+        """Answer one request, and log the faults that acted on it."""
+        try:
+            return self._route(req)
+        finally:
+            self._ctx.record_request_faults(req)
+
+    def _route(self, req: Request) -> Reply:
         endpoint = req.endpoint
         if endpoint in CRM_API_ENDPOINTS:
             return self._crm.handle(req)

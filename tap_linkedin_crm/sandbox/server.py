@@ -29,7 +29,7 @@ if t.TYPE_CHECKING:
     from types import TracebackType
 
     from tap_linkedin_crm.sandbox.downloads import Downloadable
-    from tap_linkedin_crm.sandbox.faults import Fault
+    from tap_linkedin_crm.sandbox.faults import Fault, FiredFault
 
 __all__ = ["RequestRecord", "Sandbox"]
 
@@ -72,7 +72,7 @@ class Sandbox:
         self._downloads = Downloads(self._ctx, self._find_job)
         self._crm = CrmExportJobs(self._ctx, self._oauth, self._downloads, BaseCache())
         self._analytics = SalesAnalytics(self._ctx, self._oauth, self._downloads)
-        self._router = Router(self._oauth, self._crm, self._analytics, self._downloads)
+        self._router = Router(self._ctx, self._oauth, self._crm, self._analytics, self._downloads)
         self._request_log = RequestLog()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -219,6 +219,19 @@ class Sandbox:
                 job_id: self._analytics.job_info(job)
                 for job_id, job in self._analytics.jobs.items()
             }
+
+    @property
+    def fired_faults(self) -> list[FiredFault]:
+        """The faults (and rules) that took effect so far, oldest first; see :class:`FiredFault`.
+
+        HTTP and response faults are logged before their response is written, so an entry is
+        there as soon as the client has seen (or timed out on) the response.
+        """
+        return self._faults.fired
+
+    def clear_fired_faults(self) -> None:
+        """Empty the fired-fault log."""
+        self._faults.clear_fired()
 
     def add_fault(self, fault: Fault) -> None:
         """Add a scripted fault while the sandbox runs (its counters start at zero)."""
