@@ -1,4 +1,16 @@
-"""A fault-injectable emulator of LinkedIn's Sales Navigator export APIs, served on loopback."""
+"""A fault-injectable emulator of LinkedIn's Sales Navigator export APIs, served on loopback.
+
+:class:`Sandbox` (``server``) is the facade: start and stop, addresses, tap config, inspection.
+Behind it, one module per part: ``transport`` (HTTP server, writing replies, wire faults),
+``router`` (endpoint kinds), ``messages`` (requests, replies, LinkedIn's error bodies),
+``context`` (shared state), ``oauth`` (authorization page, token endpoint, token checks),
+``crm_api`` and ``analytics_api`` (the two export-job APIs), ``quota`` (per-member daily
+limits), ``downloads`` (signed URLs and files), ``data`` and ``analytics_data`` (deterministic
+CSV rows), ``byte_streams`` (gzip and damaged bodies), ``faults`` (fault definitions, counting,
+the fired-fault log), ``fault_effects`` (what a fault does to a response), ``request_log``,
+``scenario`` and ``clock``. Each endpoint module says in its docstring which behaviour is
+LinkedIn's documented contract and which is assumed.
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from tap_linkedin_crm.sandbox.analytics_data import (
     columns_for,
 )
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
+from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_HEADER,
@@ -181,7 +182,7 @@ class SalesAnalytics:
             if fault.kind == "token_expired":
                 self._oauth.expire(caller.token)
                 return expired_token_reply()
-            replaced = ctx.fault_reply(fault, req)
+            replaced = fault_reply(fault, req, ctx.pause)
             if replaced is not None:
                 return replaced
         if endpoint == "contracts":
@@ -190,7 +191,7 @@ class SalesAnalytics:
             reply = self._create(req, caller, payload)
         else:
             reply = self._get(req, member)
-        return ctx.with_transport_fault(reply, fault)
+        return with_transport_fault(reply, fault)
 
     def _describe(self, req: Request) -> object:
         """Learn the contract, export type and job early, so faults can match on them.
@@ -409,7 +410,9 @@ class SalesAnalytics:
                     expireAt=job.links.expire_at,
                 )
             completed = job.status == "COMPLETED"
-        sent = ctx.spoil_job_body(req, body, completed=completed, url_field="downloadUrl")
+        sent = spoil_job_body(
+            ctx.take_response_fault(req, completed=completed), body, url_field="downloadUrl"
+        )
         return json_reply(200, sent, [RESTLI_REPLY_HEADER])
 
     def job_info(self, job: AnalyticsExportJob) -> dict[str, t.Any]:

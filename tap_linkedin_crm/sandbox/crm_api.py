@@ -18,6 +18,7 @@ from http import HTTPStatus
 
 from tap_linkedin_crm.sandbox.data import ExportData, ExportPlan, plan_files
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
+from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_HEADER,
@@ -105,11 +106,11 @@ class CrmExportJobs:
             if fault.kind == "token_expired":
                 self._oauth.expire(caller.token)
                 return expired_token_reply()
-            replaced = ctx.fault_reply(fault, req)
+            replaced = fault_reply(fault, req, ctx.pause)
             if replaced is not None:
                 return replaced
         reply = self._create(req) if req.endpoint == "create" else self._get(req)
-        return ctx.with_transport_fault(reply, fault)
+        return with_transport_fault(reply, fault)
 
     def job_info(self, job: CrmExportJob) -> dict[str, t.Any]:
         """A snapshot of a job for tests (``Sandbox.jobs``)."""
@@ -290,5 +291,7 @@ class CrmExportJobs:
             elif job.status != "PROCESSING":
                 body["exportEndAt"] = job.export_end_at
             completed = job.status == "COMPLETED"
-        sent = ctx.spoil_job_body(req, body, completed=completed, url_field="downloadUrls")
+        sent = spoil_job_body(
+            ctx.take_response_fault(req, completed=completed), body, url_field="downloadUrls"
+        )
         return json_reply(200, sent, [RESTLI_REPLY_HEADER])

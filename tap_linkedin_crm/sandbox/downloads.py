@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from tap_linkedin_crm.sandbox.byte_streams import corrupt_gzip, gzip_stream, unclosed_quote
 from tap_linkedin_crm.sandbox.data import CRLF
+from tap_linkedin_crm.sandbox.fault_effects import fault_reply, with_transport_fault
 from tap_linkedin_crm.sandbox.messages import Reply, error_envelope
 
 if t.TYPE_CHECKING:
@@ -156,7 +157,7 @@ class Downloads:
         req.job_id = job.job_id
         fault = ctx.take_http_fault(req)
         if fault is not None:
-            replaced = ctx.fault_reply(fault, req)
+            replaced = fault_reply(fault, req, ctx.pause)
             if replaced is not None:
                 return replaced
         kind = fault.kind if fault is not None else None
@@ -168,7 +169,7 @@ class Downloads:
                 return error_envelope(403, "The download URL has expired")
             if kind == "url_expires_mid_download":
                 job.links.expire(now)
-        return ctx.with_transport_fault(self._file_reply(job.files, grant.file_index, kind), fault)
+        return with_transport_fault(self._file_reply(job.files, grant.file_index, kind), fault)
 
     def _file_reply(self, files: FileSource, index: int, kind: str | None) -> Reply:
         """The 200 reply serving a file, as the fault of kind ``kind`` (if any) spoils it."""

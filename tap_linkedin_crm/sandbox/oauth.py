@@ -31,6 +31,7 @@ import typing as t
 from dataclasses import dataclass
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
+from tap_linkedin_crm.sandbox.fault_effects import fault_reply, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import DENIAL_ERRORS
 from tap_linkedin_crm.sandbox.messages import (
     Reply,
@@ -175,21 +176,21 @@ class OAuthServer:
         ctx = self._ctx
         fault = ctx.take_http_fault(req)
         if fault is not None and fault.kind != "authorization_denied":
-            replaced = ctx.fault_reply(fault, req)
+            replaced = fault_reply(fault, req, ctx.pause)
             if replaced is not None:
                 return replaced
         client_id = req.param("client_id") or ""
         redirect_uri = req.param("redirect_uri") or ""
         if client_id not in ctx.scenario.clients:
             reply = html_reply(400, "Invalid client", "The client_id is not a known application.")
-            return ctx.with_transport_fault(reply, fault)
+            return with_transport_fault(reply, fault)
         if not self._redirect_allowed(redirect_uri):
             reply = html_reply(
                 400,
                 "Invalid redirect_uri",
                 "The redirect_uri does not match the application's authorized redirect URLs.",
             )
-            return ctx.with_transport_fault(reply, fault)
+            return with_transport_fault(reply, fault)
         state = req.param("state")
         echo = [("state", state)] if state is not None else []
         scopes = parse_scopes(req.param("scope") or "")
@@ -203,7 +204,7 @@ class OAuthServer:
             error = (denial, fault.message or "The member did not approve the application")
         if error is not None:
             params = [("error", error[0]), ("error_description", error[1]), *echo]
-            return ctx.with_transport_fault(redirect_reply(with_query(redirect_uri, params)), fault)
+            return with_transport_fault(redirect_reply(with_query(redirect_uri, params)), fault)
         code = "AQT" + secrets.token_urlsafe(48)
         now = ctx.clock.now_ms()
         with ctx.lock:
@@ -214,7 +215,7 @@ class OAuthServer:
                 scopes=scopes - {APP_PERMISSION},
                 expires_at=now + ctx.scenario.authorization_code_ttl_seconds * 1000,
             )
-        return ctx.with_transport_fault(
+        return with_transport_fault(
             redirect_reply(with_query(redirect_uri, [("code", code), *echo])), fault
         )
 
@@ -239,10 +240,10 @@ class OAuthServer:
             if fault.kind == "redirect":
                 target = f"{ctx.base_url}{REDIRECTED_TOKEN_PATH}"
                 return redirect_reply(target, fault.status or 307)
-            replaced = ctx.fault_reply(fault, req)
+            replaced = fault_reply(fault, req, ctx.pause)
             if replaced is not None:
                 return replaced
-        return ctx.with_transport_fault(self._grant(req, credentials), fault)
+        return with_transport_fault(self._grant(req, credentials), fault)
 
     def redirected_token_endpoint(self, req: Request) -> Reply:
         """Answer at the target of a ``redirect`` fault: as the token endpoint, without faults.
