@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tap_linkedin_crm.sandbox import (
+    AMERICAS_CONTRACT,
     DYNAMICS_INSTANCE,
     EMEA_CONTRACT,
     SFDC_INSTANCE,
@@ -199,6 +200,34 @@ def test_download_with_an_unclosed_quote_early_in_the_file(setup):
     loose = parse(content)
     assert len(loose) == 2  # the header, then one field running to the end of the file
     assert len(loose[1][0]) > len(rest) / 2
+
+
+@pytest.mark.parametrize("kind", ["cr_line_endings", "unclosed_quote", "empty_body"])
+@pytest.mark.parametrize("contract", [EMEA_CONTRACT, AMERICAS_CONTRACT])
+def test_analytics_downloads_break_the_same_ways(make_sandbox, make_member, kind, contract):
+    sb = make_sandbox(faults=[Fault(kind=kind, endpoint="download")])
+    member = make_member(sb)
+    job_id = member.create_job(contract=contract)
+    url = member.wait_done(job_id, contract)["downloadUrl"]
+    with member.download(url) as resp:
+        content = resp.content
+    with member.download(url) as resp:
+        clean = resp.content
+    if clean[:2] == b"\x1f\x8b":
+        clean = gzip.decompress(clean)
+        content = gzip.decompress(content) if content else content
+    expected = sb.expected_rows(job_id)
+    if kind == "empty_body":
+        assert content == b""
+    elif kind == "cr_line_endings":
+        assert b"\r\n" not in content
+        assert content.replace(b"\r", b"\r\n") == clean
+        header, *records = parse(content)
+        assert [dict(zip(header, r, strict=True)) for r in records] == expected
+    else:
+        header_end = clean.index(b"\r\n") + 2
+        assert content == clean[:header_end] + b'"' + clean[header_end:].replace(b'"', b"")
+    assert len(expected) > 10
 
 
 def test_unclosed_quote_transform_streams():
