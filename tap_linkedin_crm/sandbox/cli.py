@@ -21,7 +21,10 @@ if t.TYPE_CHECKING:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="linkedin-crm-sandbox",
-        description="Serve a fake LinkedIn CRM Data Validation export API on loopback.",
+        description=(
+            "Serve fake LinkedIn Sales Navigator export APIs (CRM Data Validation and Sales "
+            "Navigator Analytics, with OAuth) on loopback."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind; 0 picks a free one")
@@ -35,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of the row generator")
     parser.add_argument("--polls", type=int, help="GETs answered PROCESSING before COMPLETED")
     parser.add_argument("--no-nul", action="store_true", help="never put NUL bytes into values")
+    parser.add_argument(
+        "--analytics",
+        action="store_true",
+        help="put a member refresh token (refresh_token) into the printed tap config",
+    )
     parser.add_argument("--config-out", help="also write the tap config JSON to this file")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     return parser
@@ -68,6 +76,23 @@ def _apply_overrides(scenario: Scenario, args: argparse.Namespace) -> None:
         scenario.nul_bytes = False
 
 
+def analytics_help(sandbox: Sandbox) -> str:
+    """How to get a member refresh token from the running sandbox, for the analytics streams."""
+    client_id = next(iter(sandbox.scenario.clients))
+    redirects = sandbox.scenario.redirect_uris
+    accepted = ", ".join(redirects) if redirects is not None else "any loopback http URL"
+    return (
+        "Sales Navigator Analytics (3-legged OAuth):\n"
+        f"  authorization URL: {sandbox.authorization_url}\n"
+        f"  token URL:         {sandbox.token_url}\n"
+        f"  the page approves at once as {sandbox.scenario.member}; redirect URIs: {accepted}\n"
+        "  get a refresh token (client secret as in the config above) with:\n"
+        f"    linkedin-crm-auth --client-id {client_id} "
+        f"--authorization-url {sandbox.authorization_url} --token-url {sandbox.token_url}\n"
+        "  or restart with --analytics to get one in the config.\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the sandbox until interrupted.
 
@@ -96,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _on_signal)
     with Sandbox(scenario, host=args.host, port=args.port) as sandbox:
-        config = json.dumps(sandbox.tap_config(), indent=2)
+        config = json.dumps(sandbox.tap_config(analytics=args.analytics), indent=2)
         sys.stdout.write(f"LinkedIn CRM sandbox listening on {sandbox.base_url}\n")
         sys.stdout.write(f"Tap config:\n{config}\n")
+        sys.stdout.write(analytics_help(sandbox))
         sys.stdout.flush()
         if args.config_out:
             with open(args.config_out, "w", encoding="utf-8") as fh:  # noqa: PTH123

@@ -9,8 +9,9 @@ import io
 import random
 import threading
 import typing as t
-import zlib
 from dataclasses import dataclass
+
+from tap_linkedin_crm.sandbox.byte_streams import gzip_stream
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -35,10 +36,10 @@ DRIFT_MISSING_COLUMN = "title"
 
 _JOB_COLUMNS = frozenset({"crmRecordId", "flaggedAt", "lastSyncedAt"})
 BOM = "\ufeff"
+CRLF = "\r\n"
 POOL_SIZE = 4099  # prime; row i of a file uses pool entry (offset + i) % POOL_SIZE
 BLOCK_ROWS = 4096  # rows rendered per block; must stay below POOL_SIZE
 CHUNK_BYTES = 256 * 1024
-GZIP_LEVEL = 1
 
 _FIRST = (
     "Anna", "José", "Zoë", "Łukasz", "Søren", "Mohammed", "Ngozi", "Chloé", "Björn", "Priya",
@@ -280,10 +281,10 @@ class ExportData:
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def header_text(self, file_index: int) -> str:
+    def header_text(self, file_index: int, line_terminator: str = CRLF) -> str:
         """Return the header line of a file, with the BOM if the plan has one."""
         cols = self.plan.files[file_index].columns
-        line = ",".join(quote(c) for c in cols) + "\r\n"
+        line = ",".join(quote(c) for c in cols) + line_terminator
         return BOM + line if self.plan.bom else line
 
     def _id_parts(self, file_index: int) -> tuple[list[str], str]:
@@ -298,8 +299,13 @@ class ExportData:
         types = self._pool("recordType")
         return [by_type.get(v, f"001{tag}") for v in types], "09d"
 
-    def iter_text_blocks(self, file_index: int) -> Iterator[str]:
-        """Yield the data rows of a file as text blocks of whole CSV records (no header)."""
+    def iter_text_blocks(self, file_index: int, line_terminator: str = CRLF) -> Iterator[str]:
+        """Yield the data rows of a file as text blocks of whole CSV records (no header).
+
+        Args:
+            file_index: Which file.
+            line_terminator: What ends each record (quoted line breaks inside values stay).
+        """
         plan = self.plan
         fplan = plan.files[file_index]
         cols = fplan.columns
@@ -314,11 +320,12 @@ class ExportData:
         lefts = [",".join(vals) + "," if vals else "" for vals in zip(*left_pools, strict=True)]
         if not left_cols:
             lefts = [""] * POOL_SIZE
-        rights = ["," + ",".join(vals) + "\r\n" for vals in zip(*right_pools, strict=True)]
+        end = line_terminator
+        rights = ["," + ",".join(vals) + end for vals in zip(*right_pools, strict=True)]
         if not right_cols:
-            rights = ["\r\n"] * POOL_SIZE
+            rights = [end] * POOL_SIZE
         if "crmRecordId" not in cols:
-            whole = [lft[:-1] + "\r\n" for lft in lefts]
+            whole = [lft[:-1] + end for lft in lefts]
             whole2 = whole + whole
             for start in range(0, fplan.rows, BLOCK_ROWS):
                 n = min(BLOCK_ROWS, fplan.rows - start)
@@ -345,11 +352,13 @@ class ExportData:
                 ]
             yield "".join(rows)
 
-    def iter_raw_chunks(self, file_index: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    def iter_raw_chunks(
+        self, file_index: int, chunk_bytes: int = CHUNK_BYTES, line_terminator: str = CRLF
+    ) -> Iterator[bytes]:
         """Yield the uncompressed bytes of a file in chunks of roughly ``chunk_bytes``."""
-        pending: list[bytes] = [self.header_text(file_index).encode("utf-8")]
+        pending: list[bytes] = [self.header_text(file_index, line_terminator).encode("utf-8")]
         size = len(pending[0])
-        for block in self.iter_text_blocks(file_index):
+        for block in self.iter_text_blocks(file_index, line_terminator):
             data = block.encode("utf-8")
             pending.append(data)
             size += len(data)
@@ -362,15 +371,38 @@ class ExportData:
     def iter_chunks(self, file_index: int, *, gzip: bool | None = None) -> Iterator[bytes]:
         """Yield the bytes of a file as served: plain CSV, or a gzip stream if the plan says so."""
         use_gzip = self.plan.gzip if gzip is None else gzip
-        if not use_gzip:
-            yield from self.iter_raw_chunks(file_index)
-            return
-        comp = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        for raw in self.iter_raw_chunks(file_index):
-            out = comp.compress(raw)
-            if out:
-                yield out
-        yield comp.flush()
+        raw = self.iter_raw_chunks(file_index)
+        return gzip_stream(raw) if use_gzip else raw
+
+    # -- the file source a download serves ------------------------------------------------------
+
+    @property
+    def gzip(self) -> bool:
+        """Whether the files are served as ``.csv.gz``."""
+        return self.plan.gzip
+
+    def file_count(self) -> int:
+        """Number of files of the job."""
+        return len(self.plan.files)
+
+    def file_rows(self, file_index: int) -> int:
+        """Number of data rows of a file."""
+        return self.plan.files[file_index].rows
+
+    def file_name(self, file_index: int, *, gzip: bool) -> str:
+        """The ``Content-Disposition`` file name of a file."""
+        suffix = ".csv.gz" if gzip else ".csv"
+        return f"crm-data-validation-{self.plan.job_id}-{file_index}{suffix}"
+
+    def raw_chunks(self, file_index: int, line_terminator: str = CRLF) -> Iterator[bytes]:
+        """Yield the uncompressed bytes of a file."""
+        return self.iter_raw_chunks(file_index, line_terminator=line_terminator)
+
+    def header_size(self, file_index: int, line_terminator: str = CRLF) -> int:
+        """Bytes before the first data record (BOM and header line)."""
+        return len(self.header_text(file_index, line_terminator).encode("utf-8"))
+
+    # -- rows ------------------------------------------------------------------------------------
 
     def iter_rows(self, file_index: int) -> Iterator[dict[str, str]]:
         """Yield a file's data rows as header-keyed dicts of the raw CSV string values."""

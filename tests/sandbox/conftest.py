@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+from sandbox_kit import MemberClient
 
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, Sandbox, Scenario
 
@@ -52,8 +53,7 @@ class ApiClient:
             f"{self.sb.api_url}/crmDataValidationExportJobs?crmInstanceId={encoded}",
             json={"exportStartAt": start},
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def create_job(self, instance: str = DYNAMICS_INSTANCE) -> int:
@@ -67,8 +67,7 @@ class ApiClient:
             f"{self.sb.api_url}/crmDataValidationExportJobs/{job_id}"
             f"?crmInstanceId={quote(instance, safe='')}",
             headers=headers,
-            timeout=10,
-            **kwargs,
+            **{"timeout": 10, **kwargs},
         )
 
     def get_json(self, job_id: int, instance: str = DYNAMICS_INSTANCE) -> dict[str, t.Any]:
@@ -85,7 +84,7 @@ class ApiClient:
         raise AssertionError(msg)
 
     def download(self, url: str, **kwargs):
-        return self.session.get(url, timeout=10, **kwargs)
+        return self.session.get(url, **{"timeout": 10, **kwargs})
 
 
 @pytest.fixture
@@ -126,3 +125,23 @@ def client(sandbox: Sandbox, make_client: Callable[[Sandbox], ApiClient]) -> Api
     api = make_client(sandbox)
     api.login()
     return api
+
+
+@pytest.fixture
+def make_member() -> Iterator[Callable[[Sandbox], MemberClient]]:
+    clients: list[MemberClient] = []
+
+    def factory(sb: Sandbox) -> MemberClient:
+        client = MemberClient(sb)
+        clients.append(client)
+        client.login()
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def member(sandbox: Sandbox, make_member: Callable[[Sandbox], MemberClient]) -> MemberClient:
+    return make_member(sandbox)

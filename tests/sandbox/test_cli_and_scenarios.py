@@ -70,6 +70,7 @@ def test_cli_prints_url_and_config_and_stops_on_ctrl_c(tmp_path):
             "5",
             "--config-out",
             str(config_path),
+            "--analytics",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -86,6 +87,23 @@ def test_cli_prints_url_and_config_and_stops_on_ctrl_c(tmp_path):
             lines.append(proc.stdout.readline().rstrip("\n"))
         config = json.loads("\n".join(lines))
         assert config["token_url"] == f"{base_url}/oauth/v2/accessToken"
+        analytics = [proc.stdout.readline().rstrip("\n") for _ in range(7)]
+        assert analytics[0] == "Sales Navigator Analytics (3-legged OAuth):"
+        assert f"authorization URL: {base_url}/oauth/v2/authorization" in analytics[1]
+        command = next(line for line in analytics if "linkedin-crm-auth" in line)
+        assert f"--authorization-url {base_url}/oauth/v2/authorization" in command
+        assert f"--token-url {base_url}/oauth/v2/accessToken" in command
+        with requests.post(
+            config["token_url"],
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": config["refresh_token"],
+                "client_id": config["client_id"],
+                "client_secret": config["client_secret"],
+            },
+            timeout=5,
+        ) as resp:
+            assert resp.status_code == 200
         with requests.post(
             config["token_url"],
             data={
@@ -102,6 +120,7 @@ def test_cli_prints_url_and_config_and_stops_on_ctrl_c(tmp_path):
         assert proc.returncode == 0
         assert "POST /oauth/v2/accessToken 200 auth=no" in stderr
         assert "access_token" not in stderr
+        assert config["refresh_token"] not in stderr
     finally:
         if proc.poll() is None:
             proc.kill()
