@@ -1,0 +1,120 @@
+"""`check`: one cheap authenticated call per configured export family, never an export job.
+
+CRM Data Validation: a token from the token endpoint (client credentials; a given access token is
+used as is), then `GET crmDataValidationExportJobs/0` for the first CRM instance. No job has id 0,
+so LinkedIn's 404 proves that the token is good and the app may read that instance's jobs; a 403
+names the missing permission, a 401 the refused credentials.
+
+A refusal the user must fix (401, 403, another 4xx) is a failed check, returned as a message;
+anything else (network, 5xx, 429) is raised, and reported as a transient error.
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+import requests
+
+from tap_linkedin_crm.auth import (
+    ClientCredentialsTokenProvider,
+    StaticTokenProvider,
+    TokenProvider,
+)
+from tap_linkedin_crm.errors import (
+    APIError,
+    NetworkError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,
+)
+from tap_linkedin_crm.kinds.crm_validation import INSTANCE_KEY, JOBS_PATH, PERMISSION
+from tap_linkedin_crm.transport import LinkedInClient, install_log_redaction
+
+if t.TYPE_CHECKING:
+    from tap_linkedin_crm.settings import CrmSettings, EngineSettings, Settings
+
+LOGGER = logging.getLogger("tap_linkedin_crm.airbyte")
+
+#: A job id no CRM instance has: LinkedIn's ids are positive.
+ABSENT_JOB_ID = 0
+#: Retries of the check's requests (a check should answer within seconds, not minutes).
+CHECK_MAX_RETRIES = 1
+#: Failures that say nothing about the configuration: worth trying again later.
+TRANSIENT = (NetworkError, ServerError, RateLimitedError, QuotaExceededError)
+
+
+def check_connection(settings: Settings) -> str | None:
+    """Make each configured family's check call.
+
+    Returns:
+        None when every family can be read, else what to fix.
+
+    Raises:
+        APIError: LinkedIn could not be reached or failed (network, 5xx, 429): try again later.
+    """
+    install_log_redaction()
+    problems: list[str] = []
+    checked = 0
+    with requests.Session() as session:
+        if settings.crm is not None:
+            checked += 1
+            problem = check_crm(settings.crm, settings.engine, session)
+            if problem is not None:
+                problems.append(problem)
+    if not checked:
+        return (
+            "No export family is configured: set crm_instance_ids (CRM Data Validation) and its "
+            "credentials (client_id and client_secret, or access_token)."
+        )
+    return " ".join(problems) or None
+
+
+def check_crm(crm: CrmSettings, engine: EngineSettings, session: requests.Session) -> str | None:
+    """Read a job that cannot exist, for the first CRM instance; None when LinkedIn says 404.
+
+    Raises:
+        APIError: A transient failure (network, 5xx, 429).
+    """
+    tokens: TokenProvider
+    if crm.uses_client_credentials:
+        assert crm.client_id is not None  # noqa: S101 - uses_client_credentials
+        assert crm.client_secret is not None  # noqa: S101
+        tokens = ClientCredentialsTokenProvider(
+            engine.token_url,
+            crm.client_id,
+            crm.client_secret,
+            session=session,
+            timeout=engine.request_timeout,
+        )
+    else:
+        assert crm.access_token is not None  # noqa: S101 - load_settings guarantees credentials
+        tokens = StaticTokenProvider(crm.access_token)
+    client = LinkedInClient(
+        api_url=engine.api_url,
+        tokens=tokens,
+        session=session,
+        timeout=engine.request_timeout,
+        max_retries=min(engine.request_max_retries, CHECK_MAX_RETRIES),
+        linkedin_version=engine.linkedin_version,
+        retry_delay=engine.request_retry_delay,
+    )
+    urn = crm.instances[0].urn
+    try:
+        client.call(
+            "GET",
+            f"{JOBS_PATH}/{ABSENT_JOB_ID}",
+            params={INSTANCE_KEY: urn},
+            what=f"read the export jobs of CRM instance {urn}",
+            permission=PERMISSION,
+        )
+    except NotFoundError:
+        LOGGER.info("CRM instance %s: the credentials and the permission work.", urn)
+        return None
+    except TRANSIENT:
+        raise
+    except APIError as exc:
+        return f"CRM Data Validation: {exc}"
+    LOGGER.info("CRM instance %s: the credentials and the permission work.", urn)
+    return None

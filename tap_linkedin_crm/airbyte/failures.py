@@ -1,0 +1,101 @@
+"""Failures as Airbyte reports them: which `failure_type` each error of the tap is.
+
+`config_error`: the user must change something (settings, credentials, a permission, the state or
+catalog given); the platform does not retry it. `transient_error`: worth retrying later (429, 5xx,
+network, a job not done in time or failed on LinkedIn's side, an interrupted read).
+`system_error`: anything else (a bug, a file the tap cannot read).
+
+A read whose partitions failed separately (`SyncFailedError`) takes the type of its failures:
+config if any needs the user, else system if any is unexplained, else transient. The engine does
+not hand those failures over yet; `PartitionFailures` collects them from its error log lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import typing as t
+
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_linkedin_crm.airbyte.catalog import CatalogError
+from tap_linkedin_crm.airbyte.inputs import InputFileError
+from tap_linkedin_crm.airbyte.messages import FailureType
+from tap_linkedin_crm.errors import (
+    AuthenticationError,
+    DownloadExpiredError,
+    DownloadIncompleteError,
+    InvalidStateError,
+    JobFailedError,
+    JobTimeoutError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,
+    SyncInterruptedError,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+CONFIG_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigValidationError,
+    AuthenticationError,
+    PermissionDeniedError,
+    InvalidStateError,
+    CatalogError,
+    InputFileError,
+)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    QuotaExceededError,
+    RateLimitedError,
+    ServerError,  # NetworkError too
+    JobTimeoutError,
+    JobFailedError,
+    DownloadExpiredError,
+    DownloadIncompleteError,
+    SyncInterruptedError,
+)
+#: The engine's logger, whose error lines carry each failed partition's exception.
+ENGINE_LOGGER = "tap_linkedin_crm.engine"
+
+
+def failure_type(error: BaseException, causes: Sequence[BaseException] = ()) -> FailureType:
+    """The failure type of `error`; `causes` are the partition failures behind a failed sync."""
+    if isinstance(error, CONFIG_ERRORS):
+        return FailureType.CONFIG
+    if isinstance(error, TRANSIENT_ERRORS):
+        return FailureType.TRANSIENT
+    if causes:
+        kinds = {failure_type(cause) for cause in causes}
+        for kind in (FailureType.CONFIG, FailureType.SYSTEM):
+            if kind in kinds:
+                return kind
+        return FailureType.TRANSIENT
+    return FailureType.SYSTEM
+
+
+class PartitionFailures(logging.Handler):
+    """Collects the exceptions the engine logs for failed partitions, during a read."""
+
+    def __init__(self) -> None:
+        """Nothing collected yet."""
+        super().__init__(level=logging.ERROR)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the exceptions among the log line's arguments."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(arg for arg in args if isinstance(arg, BaseException))
+
+    @classmethod
+    @contextlib.contextmanager
+    def collect(cls) -> Iterator[PartitionFailures]:
+        """Within the block, collect the engine's partition failures."""
+        handler = cls()
+        logger = logging.getLogger(ENGINE_LOGGER)
+        logger.addHandler(handler)
+        try:
+            yield handler
+        finally:
+            logger.removeHandler(handler)

@@ -1,0 +1,195 @@
+"""State between Airbyte and the engine: per-stream STATE blobs in, the tap's Singer state out.
+
+The engine keeps one state for each export family (the streams fed by one export kind, e.g. the
+CRM records and exports streams): the partitions' bookmarks and in-flight jobs, in its owner stream
+(rows if selected, else exports). An Airbyte destination commits a stream's records only with a
+STATE of that stream, so every selected stream of a family carries the family's state as its
+`stream_state`, and a changed family state is sent for the other streams first and for the owner
+last. On the way in, the owner's blob wins: a read killed between the two STATE lines then
+resumes from the owner's (older) position, so no row is lost or doubled, and at most the last
+export's exports record comes again (its primary key `jobId` deduplicates it).
+
+Accepted as `--state`: nothing, `[]` or `{}`, a list of STREAM (or GLOBAL) state messages with
+unknown or null keys (PyAirbyte adds them), a LEGACY message, or a bare Singer state
+(`{"bookmarks": ...}`, also wrapped as `meltano state get` prints it): a state from Meltano.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import typing as t
+
+from tap_linkedin_crm.engine.state import MELTANO_WRAPPER_KEY, normalize_state
+from tap_linkedin_crm.errors import InvalidStateError
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from tap_linkedin_crm.airbyte.catalog import ConfiguredStream
+    from tap_linkedin_crm.streams import ExportStream
+
+LOGGER = logging.getLogger("tap_linkedin_crm.airbyte")
+
+#: Added to an owner's state while jobs run, so that a changed STATE keeps Airbyte's heartbeat
+#: (Airbyte counts only RECORD and STATE messages); dropped when a state comes back.
+HEARTBEAT_KEY = "heartbeatAt"
+#: Stream roles whose streams share their family's state.
+STATEFUL_ROLES = ("rows", "exports")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateGroups:
+    """Which selected streams share a family state, and which one of them owns it."""
+
+    #: Selected stream name -> the owner stream of its family (itself for stateless streams).
+    owner: dict[str, str]
+
+    @classmethod
+    def of(cls, streams: Iterable[ExportStream]) -> StateGroups:
+        """Group the selected `streams` by export kind; the owner is rows if selected, else exports.
+
+        Streams in other roles (snapshots re-read whole each run) keep no family state.
+        """
+        selected = list(streams)
+        owner: dict[str, str] = {}
+        for stream in selected:
+            spec = stream.spec
+            if spec.role not in STATEFUL_ROLES:
+                owner[stream.name] = stream.name
+                continue
+            family = [s for s in selected if s.spec.kind == spec.kind]
+            for role in STATEFUL_ROLES:
+                holder = next((s for s in family if s.spec.role == role), None)
+                if holder is not None:
+                    owner[stream.name] = holder.name
+                    break
+        return cls(owner)
+
+    def emission_order(self) -> list[str]:
+        """Streams in the order their STATEs go out: each family's owner after its others."""
+        return sorted(self.owner, key=lambda name: self.owner[name] == name)
+
+    def stream_state(self, name: str, tap_state: Mapping[str, t.Any]) -> dict[str, t.Any]:
+        """`name`'s blob: its family's part of the tap state (`{}` when there is none yet)."""
+        bookmarks = tap_state.get("bookmarks") or {}
+        return dict(bookmarks.get(self.owner[name]) or {})
+
+
+def tap_state_from_airbyte(
+    raw: object, configured: Sequence[ConfiguredStream], known: Mapping[str, ExportStream]
+) -> dict[str, t.Any]:
+    """The tap state for this read, from what `--state` held (None when there was no file).
+
+    `known` are all the tap's streams: a family's state may sit in a stream not read this time.
+
+    Raises:
+        InvalidStateError: The state is neither Airbyte's nor a Singer state of this tap.
+    """
+    if raw is None or raw in ([], {}):
+        return {}
+    if isinstance(raw, dict) and ("bookmarks" in raw or MELTANO_WRAPPER_KEY in raw):
+        LOGGER.info("The state is a Singer state (from Meltano?); reading its bookmarks.")
+        blobs = _singer_blobs(raw)
+    elif isinstance(raw, dict | list):
+        blobs = _airbyte_blobs(raw if isinstance(raw, list) else [raw])
+    else:
+        msg = "The --state file must hold a list of Airbyte STATE messages or a Singer state."
+        raise InvalidStateError(msg)
+    for name in sorted(set(blobs) - set(known)):
+        LOGGER.info("Ignoring the state of stream %s, which this source does not have.", name)
+        del blobs[name]
+    return _merge(blobs, configured, known)
+
+
+def _singer_blobs(raw: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    state, notes = normalize_state(raw)
+    for note in notes:
+        LOGGER.info("%s", note)
+    return {name: dict(blob) for name, blob in state.get("bookmarks", {}).items()}
+
+
+def _airbyte_blobs(messages: list[t.Any]) -> dict[str, dict[str, t.Any]]:
+    """Each stream's last blob; a LEGACY message's `data` is read as a Singer state."""
+    blobs: dict[str, dict[str, t.Any]] = {}
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            msg = f"State message {index} is not a JSON object."
+            raise InvalidStateError(msg)
+        if message.get("type") == "LEGACY" or (
+            message.get("type") is None and isinstance(message.get("data"), dict)
+        ):
+            blobs.update(_singer_blobs(message.get("data") or {}))
+            continue
+        stream_states: list[t.Any]
+        shared = message.get("global") or message.get("global_")
+        if isinstance(shared, dict):
+            stream_states = shared.get("stream_states") or []
+        elif isinstance(message.get("stream"), dict):
+            stream_states = [message["stream"]]
+        else:
+            msg = (
+                f"State message {index} holds no stream state: expected "
+                '{"type": "STREAM", "stream": {"stream_descriptor": {"name": ...}, '
+                '"stream_state": {...}}}.'
+            )
+            raise InvalidStateError(msg)
+        for stream_state in stream_states:
+            name, blob = _stream_blob(stream_state, index)
+            if blob is None:
+                blobs.pop(name, None)
+            else:
+                blobs[name] = blob
+    return blobs
+
+
+def _stream_blob(stream_state: object, index: int) -> tuple[str, dict[str, t.Any] | None]:
+    descriptor = stream_state.get("stream_descriptor") if isinstance(stream_state, dict) else None
+    name = descriptor.get("name") if isinstance(descriptor, dict) else None
+    if not isinstance(name, str):
+        msg = f"State message {index} has a stream state without stream_descriptor.name."
+        raise InvalidStateError(msg)
+    assert isinstance(stream_state, dict)  # noqa: S101 - checked with the descriptor
+    blob = stream_state.get("stream_state")
+    if blob is None:
+        return name, None
+    if not isinstance(blob, dict):
+        msg = f"The stream_state of stream {name} must be a JSON object."
+        raise InvalidStateError(msg)
+    return name, {k: v for k, v in blob.items() if k != HEARTBEAT_KEY}
+
+
+def _merge(
+    blobs: dict[str, dict[str, t.Any]],
+    configured: Sequence[ConfiguredStream],
+    known: Mapping[str, ExportStream],
+) -> dict[str, t.Any]:
+    """One blob per family: the owner's if it has one, else another member's (read or not).
+
+    A family with a stream read in `full_refresh` starts over: its streams share one bookmark,
+    so none of their state is used.
+    """
+    groups = StateGroups.of(c.stream for c in configured)
+    stateful = [c for c in configured if c.stream.spec.role in STATEFUL_ROLES]
+    full_refresh_kinds = {c.stream.spec.kind for c in stateful if not c.incremental}
+    bookmarks: dict[str, t.Any] = {}
+    for kind in dict.fromkeys(c.stream.spec.kind for c in stateful):
+        owner = next(groups.owner[c.name] for c in stateful if c.stream.spec.kind == kind)
+        members = [
+            s for s in known.values() if s.spec.kind == kind and s.spec.role in STATEFUL_ROLES
+        ]
+        if kind in full_refresh_kinds:
+            if any(m.name in blobs for m in members):
+                LOGGER.info("Full refresh of the %s streams: their state is not used.", kind)
+            continue
+        ordered = sorted(
+            members,
+            key=lambda m: (m.name != owner, STATEFUL_ROLES.index(m.spec.role)),
+        )
+        found = next((m.name for m in ordered if blobs.get(m.name, {}).get("partitions")), None)
+        if found is None and owner in blobs:
+            found = owner
+        if found is not None:
+            bookmarks[owner] = blobs[found]
+    state, _ = normalize_state({"bookmarks": bookmarks})
+    return state

@@ -1,0 +1,128 @@
+"""The state a read is given, in every form Airbyte, PyAirbyte and Meltano hand over."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+from conftest import EXPORTS, RECORDS
+
+from tap_linkedin_crm.airbyte.catalog import ConfiguredStream
+from tap_linkedin_crm.airbyte.state import StateGroups, tap_state_from_airbyte
+from tap_linkedin_crm.errors import InvalidStateError
+from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE
+from tap_linkedin_crm.tap import TapLinkedInCRM
+
+if t.TYPE_CHECKING:
+    from tap_linkedin_crm.streams import ExportStream
+
+CONFIG = {"crm_instance_ids": [DYNAMICS_INSTANCE], "access_token": "token"}
+ROWS_BLOB = {
+    "partitions": [{"context": {"crmInstanceId": DYNAMICS_INSTANCE}, "nextExportStartAt": 5}]
+}
+EXPORTS_BLOB = {
+    "partitions": [{"context": {"crmInstanceId": SFDC_INSTANCE}, "nextExportStartAt": 7}]
+}
+
+
+@pytest.fixture(scope="module")
+def streams() -> dict[str, ExportStream]:
+    tap = TapLinkedInCRM(config=CONFIG, setup_mapper=False)
+    return {name: t.cast("ExportStream", stream) for name, stream in tap.streams.items()}
+
+
+def configured(
+    streams: dict[str, ExportStream], *names: str, mode: str = "incremental"
+) -> list[ConfiguredStream]:
+    return [
+        ConfiguredStream(streams[n], t.cast("t.Any", mode)) for n in names or (RECORDS, EXPORTS)
+    ]
+
+
+def message(stream: str, blob: object, **extra: t.Any) -> dict[str, t.Any]:
+    return {
+        "type": "STREAM",
+        "stream": {"stream_descriptor": {"name": stream, "namespace": None}, "stream_state": blob},
+        **extra,
+    }
+
+
+def convert(raw: object, streams: dict[str, ExportStream], *names: str, **kw: t.Any) -> object:
+    return tap_state_from_airbyte(raw, configured(streams, *names, **kw), streams)
+
+
+@pytest.mark.parametrize("raw", [None, [], {}])
+def test_no_state_is_an_empty_tap_state(raw: object, streams: dict[str, ExportStream]) -> None:
+    assert tap_state_from_airbyte(raw, configured(streams), streams) in ({}, {"bookmarks": {}})
+
+
+def test_pyairbyte_messages_with_null_and_unknown_keys(streams: dict[str, ExportStream]) -> None:
+    raw = [
+        message(RECORDS, ROWS_BLOB, global_=None, data=None, destinationStats=None,
+                sourceStats={"recordCount": 3.0, "rejectedRecordCount": None}),
+        message(EXPORTS, ROWS_BLOB, global_=None, data=None),
+    ]  # fmt: skip
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
+
+
+def test_the_owner_blob_wins_and_the_heartbeat_key_is_dropped(
+    streams: dict[str, ExportStream],
+) -> None:
+    beating = {**ROWS_BLOB, "heartbeatAt": "2026-01-01T00:00:00.000+00:00"}
+    raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, beating)]
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
+    # With only the exports stream selected, it owns the state (a GLOBAL message is read too).
+    shared = {"type": "GLOBAL", "global": {"stream_states": [raw[1]["stream"]]}}
+    only_exports = convert([shared], streams, EXPORTS)
+    assert only_exports == {"bookmarks": {EXPORTS: ROWS_BLOB}}
+
+
+def test_a_state_kept_by_the_other_stream_is_taken_over(streams: dict[str, ExportStream]) -> None:
+    raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, {"partitions": []})]
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: EXPORTS_BLOB}}
+
+
+def test_full_refresh_uses_no_state_of_the_family(streams: dict[str, ExportStream]) -> None:
+    raw = [message(RECORDS, ROWS_BLOB), message(EXPORTS, ROWS_BLOB)]
+    assert convert(raw, streams, mode="full_refresh") == {"bookmarks": {}}
+
+
+def test_singer_state_meltano_wrapper_and_legacy_message(streams: dict[str, ExportStream]) -> None:
+    singer = {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: {"partitions": []}}}
+    expected = {"bookmarks": {RECORDS: ROWS_BLOB}}
+    assert convert(singer, streams) == expected
+    assert convert({"singer_state": singer}, streams) == expected
+    assert convert([{"type": "LEGACY", "data": singer}], streams) == expected
+
+
+def test_unknown_streams_and_null_blobs_are_ignored(streams: dict[str, ExportStream]) -> None:
+    raw = [message("gone_stream", ROWS_BLOB), message(RECORDS, ROWS_BLOB), message(EXPORTS, None)]
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("text", "list of Airbyte STATE messages"),
+        ([42], "not a JSON object"),
+        ([{"type": "STREAM"}], "no stream state"),
+        ([message(RECORDS, [1])], "must be a JSON object"),
+        ([{"type": "STREAM", "stream": {"stream_state": {}}}], "stream_descriptor.name"),
+        ([message(RECORDS, {"partitions": [{"nextExportStartAt": 1}]})], '"context"'),
+    ],
+)
+def test_malformed_states_are_refused_saying_what_is_wrong(
+    raw: object, says: str, streams: dict[str, ExportStream]
+) -> None:
+    with pytest.raises(InvalidStateError) as info:
+        convert(raw, streams)
+    assert says in str(info.value)
+
+
+def test_groups_name_the_owner_and_send_it_last(streams: dict[str, ExportStream]) -> None:
+    both = StateGroups.of([streams[EXPORTS], streams[RECORDS]])
+    assert both.owner == {EXPORTS: RECORDS, RECORDS: RECORDS}
+    assert both.emission_order() == [EXPORTS, RECORDS]
+    tap_state = {"bookmarks": {RECORDS: ROWS_BLOB}}
+    assert both.stream_state(EXPORTS, tap_state) == both.stream_state(RECORDS, tap_state)
+    assert StateGroups.of([streams[EXPORTS]]).owner == {EXPORTS: EXPORTS}
