@@ -473,7 +473,7 @@ def print_table(results: dict[str, t.Any]) -> None:
         )
     speedup = results["postgres_batch_speedup"]
     if speedup is None:
-        print("BATCH vs RECORD into PostgreSQL: not measured (BATCH skipped)")
+        print("BATCH vs RECORD into PostgreSQL: not measured (needs both pipelines)")
     else:
         print(
             f"BATCH vs RECORD into PostgreSQL: {speedup:.2f}x "
