@@ -21,7 +21,8 @@ IMAGE_PLATFORM ?= linux/amd64
 export MELTANO_CLI_DISABLE_VERSION_CHECK := true
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install demo test test-fast test-sdk-next lint typecheck bench dist clean meltano e2e-deps docs pyairbyte image
+.PHONY: install demo test test-fast test-sdk-next lint typecheck bench bench-e2e dist clean meltano \
+	e2e-deps docs pyairbyte image postgres-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +42,7 @@ $(PLUGINS_STAMP): $(MELTANO_STAMP) meltano.yml pyproject.toml
 	$(MELTANO) install
 	touch $(PLUGINS_STAMP)
 
-# Meltano and its plugins (tap-linkedin-crm, target-jsonl, target-duckdb).
+# Meltano and its plugins (tap-linkedin-crm, target-jsonl, target-duckdb, target-postgres).
 meltano: $(PLUGINS_STAMP)
 
 $(PYAIRBYTE_STAMP):
@@ -58,8 +59,38 @@ pyairbyte: $(PYAIRBYTE_STAMP)
 image:
 	docker build --platform $(IMAGE_PLATFORM) --tag $(IMAGE) .
 
+# PostgreSQL server binaries (initdb, pg_ctl, postgres; psql comes with them) for the target-postgres
+# end-to-end tests and bench-e2e, which start their own throwaway server (tests/e2e/postgres_server.py).
+# No cluster is used or configured: only the binaries must exist. Debian/Ubuntu keep them in
+# /usr/lib/postgresql/<major>/bin; elsewhere put them on PATH or set POSTGRES_BINDIR.
+PG_BINARIES := initdb pg_ctl postgres
+postgres-server:
+	@found=; \
+	for dir in $${POSTGRES_BINDIR:-} /usr/lib/postgresql/*/bin; do \
+	  ok=1; for b in $(PG_BINARIES); do [ -x "$$dir/$$b" ] || ok=; done; \
+	  if [ -n "$$ok" ]; then found=$$dir; break; fi; \
+	done; \
+	if [ -z "$$found" ]; then \
+	  ok=1; for b in $(PG_BINARIES); do command -v $$b >/dev/null 2>&1 || ok=; done; \
+	  [ -n "$$ok" ] && found=PATH; \
+	fi; \
+	if [ -z "$$found" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "PostgreSQL server binaries missing: installing Debian's postgresql package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+	      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } \
+	      || exit 1; \
+	    ls /usr/lib/postgresql/*/bin/initdb >/dev/null || exit 1; \
+	  else \
+	    echo "PostgreSQL server binaries ($(PG_BINARIES)) not found. Install them, e.g.:" >&2; \
+	    echo "    sudo apt-get install -y postgresql" >&2; \
+	    echo "(or put them on PATH, or set POSTGRES_BINDIR to their directory)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # What tests/e2e needs besides .venv (its conftest runs this too, so plain pytest works).
-e2e-deps: $(STAMP) $(PLUGINS_STAMP)
+e2e-deps: $(STAMP) $(PLUGINS_STAMP) postgres-server
 
 # Regenerate meltano.yml settings, the README tables, catalog.json and .env.example from the tap.
 docs: $(STAMP)
@@ -96,6 +127,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py --runs 3
+
+# The whole pipeline, tap | target, on 200,000 rows: /dev/null, target-jsonl, target-duckdb,
+# target-postgres (RECORD and BATCH); median of 3, written to bench-results/bench-e2e.json.
+bench-e2e: $(STAMP) $(PLUGINS_STAMP) postgres-server
+	$(BIN)/python scripts/bench_e2e.py --rows 200000 --runs 3
 
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist

@@ -1,5 +1,8 @@
 """End-to-end fixtures: the sandbox on loopback, Meltano and the targets it installed, no mocks.
 
+PostgreSQL: `postgres_server` starts one throwaway server per session (tests/e2e/postgres_server.py)
+and `postgres` gives each test a fresh database on it.
+
 Meltano (`.venv-meltano`) and its plugin venvs (`.meltano/`) are built by `make e2e-deps`, which
 `make test` runs first; the `e2e_deps` fixture runs it again (a no-op when the stamps are fresh)
 so a plain `pytest tests/e2e` works too.
@@ -9,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import typing as t
 from pathlib import Path
 
 import pytest
+from postgres_server import FAST_SETTINGS, PostgresDatabase, PostgresServer
 
 from tap_linkedin_crm.sandbox import Sandbox, Scenario
 
@@ -52,9 +57,36 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
+@pytest.fixture(scope="session")
+def postgres_server(e2e_deps: None) -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, as a non-root user, stopped and removed at the end.
+
+    Its time zone is not UTC, so a timestamp converted to the session's zone on the way in shows.
+    """
+    with PostgresServer(settings={**FAST_SETTINGS, "timezone": "America/New_York"}) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres(postgres_server: PostgresServer) -> Iterator[PostgresDatabase]:
+    """A fresh, empty database for one test (the login role owns it), dropped afterwards."""
+    name = f"e2e_{secrets.token_hex(6)}"
+    database = postgres_server.create_database(name)
+    try:
+        yield database
+    finally:
+        postgres_server.drop_database(name)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any setting a developer may have exported, plus `extra`."""
-    prefixes = ("TAP_LINKEDIN_CRM_", "TARGET_JSONL_", "TARGET_DUCKDB_", "MELTANO_")
+    prefixes = (
+        "TAP_LINKEDIN_CRM_",
+        "TARGET_JSONL_",
+        "TARGET_DUCKDB_",
+        "TARGET_POSTGRES_",
+        "MELTANO_",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         MELTANO_CLI_DISABLE_VERSION_CHECK="true",
