@@ -101,7 +101,7 @@ demo: $(STAMP) $(PLUGINS_STAMP)
 
 # Everything: lint, types, then every test (unit, sandbox, process, e2e with Meltano, targets,
 # PostgreSQL and PyAirbyte).
-test: lint typecheck $(PLUGINS_STAMP) $(PYAIRBYTE_STAMP)
+test: lint typecheck e2e-deps $(PYAIRBYTE_STAMP)
 	$(BIN)/python -m pytest
 
 # The inner loop: no Meltano, no targets, no end-to-end tests.

@@ -87,6 +87,11 @@ class SyncInterruptedError(LinkedInCRMError):
 class SyncFailedError(LinkedInCRMError):
     """Some exports failed; the others were synced and their bookmarks moved."""
 
+    def __init__(self, message: str, failures: tuple[BaseException, ...] = ()) -> None:
+        """Keep each failed partition's own error next to the summary message."""
+        super().__init__(message)
+        self.failures = failures
+
 
 class ConsumerGoneError(LinkedInCRMError):
     """stdout was closed: the target (or whatever reads the tap) exited; nothing more is sent."""

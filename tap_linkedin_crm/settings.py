@@ -119,6 +119,22 @@ class Settings:
     column_types: dict[str, dict[str, ColumnType]]
 
 
+#: Export families by the settings that configure them (a family is skipped without them).
+FAMILY_SETTINGS: dict[str, tuple[str, ...]] = {
+    "crm_data_validation": ("crm_instance_ids",),
+    "sales_analytics": ("refresh_token", "analytics_access_token"),
+}
+
+
+def configured_families(config: Mapping[str, t.Any]) -> set[str]:
+    """The export families the config sets up (by `StreamSpec.kind`); not validated here."""
+    return {
+        family
+        for family, names in FAMILY_SETTINGS.items()
+        if any(config.get(name) not in (None, "", []) for name in names)
+    }
+
+
 def setting_default(schema: Mapping[str, t.Any], name: str) -> t.Any:  # noqa: ANN401
     """The schema's default of a setting (None if it has none)."""
     return schema.get("properties", {}).get(name, {}).get("default")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import typing as t
 
 import pendulum
@@ -50,6 +51,7 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.output.base import Output
     from tap_linkedin_crm.settings import (
         AnalyticsSettings,
+        CrmSettings,
         EngineSettings,
         Settings,
     )
@@ -108,12 +110,10 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
                     "analytics_access_token is set."
                 )
             else:
-                client = _client(
-                    engine,
-                    session,
-                    _member_tokens(settings.analytics, engine, session, on_refresh_token_rotated),
-                    stopper,
+                tokens = member_tokens(
+                    settings.analytics, engine, session, on_refresh_token_rotated
                 )
+                client = api_client(engine, session, tokens, sleep=stopper.sleep)
                 try:
                     families += _analytics_families(settings, client, by_name, snapshots, now)
                 except LinkedInCRMError as exc:
@@ -167,19 +167,41 @@ def _session(engine: EngineSettings) -> requests.Session:
     return session
 
 
-def _client(
-    engine: EngineSettings, session: requests.Session, tokens: TokenProvider, stopper: Stopper
+def api_client(
+    engine: EngineSettings,
+    session: requests.Session,
+    tokens: TokenProvider,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    max_retries: int | None = None,
 ) -> LinkedInClient:
+    """A client of the API base URL with `tokens` (the run's, or a quick check's)."""
     return LinkedInClient(
         api_url=engine.api_url,
         tokens=tokens,
         session=session,
         timeout=engine.request_timeout,
-        max_retries=engine.request_max_retries,
+        max_retries=engine.request_max_retries if max_retries is None else max_retries,
         linkedin_version=engine.linkedin_version,
-        sleep=stopper.sleep,
+        sleep=sleep,
         retry_delay=engine.request_retry_delay,
     )
+
+
+def crm_tokens(
+    crm: CrmSettings, engine: EngineSettings, session: requests.Session
+) -> TokenProvider:
+    """The app's token for the CRM exports: client credentials, or the given access token."""
+    if crm.client_id and crm.client_secret:
+        return ClientCredentialsTokenProvider(
+            engine.token_url,
+            crm.client_id,
+            crm.client_secret,
+            session=session,
+            timeout=engine.request_timeout,
+        )
+    assert crm.access_token is not None  # noqa: S101 - load_settings guarantees credentials
+    return StaticTokenProvider(crm.access_token)
 
 
 def _crm_kind(
@@ -191,20 +213,8 @@ def _crm_kind(
 ) -> CrmValidationExports:
     crm = settings.crm
     assert crm is not None  # noqa: S101 - called only when configured
-    tokens: TokenProvider
-    if crm.client_id and crm.client_secret:
-        tokens = ClientCredentialsTokenProvider(
-            engine.token_url,
-            crm.client_id,
-            crm.client_secret,
-            session=session,
-            timeout=engine.request_timeout,
-        )
-    else:
-        assert crm.access_token is not None  # noqa: S101 - load_settings guarantees credentials
-        tokens = StaticTokenProvider(crm.access_token)
     return CrmValidationExports(
-        _client(engine, session, tokens, stopper),
+        api_client(engine, session, crm_tokens(crm, engine, session), sleep=stopper.sleep),
         [instance.urn for instance in crm.instances],
         column_types=settings.column_types[CRM_RECORDS.name],
         default_start=crm.default_start_ms(now),
@@ -212,12 +222,13 @@ def _crm_kind(
     )
 
 
-def _member_tokens(
+def member_tokens(
     analytics: AnalyticsSettings,
     engine: EngineSettings,
     session: requests.Session,
-    on_rotated: Callable[[str], None] | None,
+    on_rotated: Callable[[str], None] | None = None,
 ) -> TokenProvider:
+    """The member's token for the analytics exports: from the refresh token, or as given."""
     if analytics.refresh_token:
         assert analytics.client_id is not None  # noqa: S101 - load_settings checks it
         assert analytics.client_secret is not None  # noqa: S101

@@ -5,6 +5,9 @@ used as is), then `GET crmDataValidationExportJobs/0` for the first CRM instance
 so LinkedIn's 404 proves that the token is good and the app may read that instance's jobs; a 403
 names the missing permission, a 401 the refused credentials.
 
+Sales Navigator analytics: the member's token (from the refresh token, or as given), then the first
+page of one contract of `GET salesContracts?q=contractsByMember`.
+
 A refusal the user must fix (401, 403, another 4xx) is a failed check, returned as a message;
 anything else (network, 5xx, 429) is raised, and reported as a transient error.
 """
@@ -16,11 +19,6 @@ import typing as t
 
 import requests
 
-from tap_linkedin_crm.auth import (
-    ClientCredentialsTokenProvider,
-    StaticTokenProvider,
-    TokenProvider,
-)
 from tap_linkedin_crm.errors import (
     APIError,
     NetworkError,
@@ -30,10 +28,18 @@ from tap_linkedin_crm.errors import (
     ServerError,
 )
 from tap_linkedin_crm.kinds.crm_validation import INSTANCE_KEY, JOBS_PATH, PERMISSION
-from tap_linkedin_crm.transport import LinkedInClient, install_log_redaction
+from tap_linkedin_crm.kinds.sales_analytics import CONTRACTS_PATH
+from tap_linkedin_crm.kinds.sales_analytics import PERMISSION as ANALYTICS_PERMISSION
+from tap_linkedin_crm.sync import api_client, crm_tokens, member_tokens
+from tap_linkedin_crm.transport import install_log_redaction
 
 if t.TYPE_CHECKING:
-    from tap_linkedin_crm.settings import CrmSettings, EngineSettings, Settings
+    from tap_linkedin_crm.settings import (
+        AnalyticsSettings,
+        CrmSettings,
+        EngineSettings,
+        Settings,
+    )
 
 LOGGER = logging.getLogger("tap_linkedin_crm.airbyte")
 
@@ -63,10 +69,16 @@ def check_connection(settings: Settings) -> str | None:
             problem = check_crm(settings.crm, settings.engine, session)
             if problem is not None:
                 problems.append(problem)
+        if settings.analytics is not None:
+            checked += 1
+            problem = check_analytics(settings.analytics, settings.engine, session)
+            if problem is not None:
+                problems.append(problem)
     if not checked:
         return (
             "No export family is configured: set crm_instance_ids (CRM Data Validation) and its "
-            "credentials (client_id and client_secret, or access_token)."
+            "credentials (client_id and client_secret, or access_token), or refresh_token / "
+            "analytics_access_token (Sales Navigator analytics)."
         )
     return " ".join(problems) or None
 
@@ -77,28 +89,11 @@ def check_crm(crm: CrmSettings, engine: EngineSettings, session: requests.Sessio
     Raises:
         APIError: A transient failure (network, 5xx, 429).
     """
-    tokens: TokenProvider
-    if crm.uses_client_credentials:
-        assert crm.client_id is not None  # noqa: S101 - uses_client_credentials
-        assert crm.client_secret is not None  # noqa: S101
-        tokens = ClientCredentialsTokenProvider(
-            engine.token_url,
-            crm.client_id,
-            crm.client_secret,
-            session=session,
-            timeout=engine.request_timeout,
-        )
-    else:
-        assert crm.access_token is not None  # noqa: S101 - load_settings guarantees credentials
-        tokens = StaticTokenProvider(crm.access_token)
-    client = LinkedInClient(
-        api_url=engine.api_url,
-        tokens=tokens,
-        session=session,
-        timeout=engine.request_timeout,
+    client = api_client(
+        engine,
+        session,
+        crm_tokens(crm, engine, session),
         max_retries=min(engine.request_max_retries, CHECK_MAX_RETRIES),
-        linkedin_version=engine.linkedin_version,
-        retry_delay=engine.request_retry_delay,
     )
     urn = crm.instances[0].urn
     try:
@@ -117,4 +112,34 @@ def check_crm(crm: CrmSettings, engine: EngineSettings, session: requests.Sessio
     except APIError as exc:
         return f"CRM Data Validation: {exc}"
     LOGGER.info("CRM instance %s: the credentials and the permission work.", urn)
+    return None
+
+
+def check_analytics(
+    analytics: AnalyticsSettings, engine: EngineSettings, session: requests.Session
+) -> str | None:
+    """List one of the member's contracts; None when LinkedIn answers.
+
+    Raises:
+        APIError: A transient failure (network, 5xx, 429).
+    """
+    client = api_client(
+        engine,
+        session,
+        member_tokens(analytics, engine, session),
+        max_retries=min(engine.request_max_retries, CHECK_MAX_RETRIES),
+    )
+    try:
+        client.call(
+            "GET",
+            CONTRACTS_PATH,
+            params={"q": "contractsByMember", "start": "0", "count": "1"},
+            what="list the member's Sales Navigator contracts",
+            permission=ANALYTICS_PERMISSION,
+        )
+    except TRANSIENT:
+        raise
+    except APIError as exc:
+        return f"Sales Navigator analytics: {exc}"
+    LOGGER.info("Sales Navigator analytics: the member's token works.")
     return None

@@ -21,7 +21,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_linkedin_crm.airbyte.catalog import catalog_message, configured_streams
 from tap_linkedin_crm.airbyte.check import check_connection
-from tap_linkedin_crm.airbyte.failures import PartitionFailures, failure_type
+from tap_linkedin_crm.airbyte.failures import failure_type
 from tap_linkedin_crm.airbyte.inputs import InputFileError, read_config, read_json
 from tap_linkedin_crm.airbyte.messages import (
     FailureType,
@@ -39,6 +39,7 @@ from tap_linkedin_crm.errors import (
     SyncInterruptedError,
 )
 from tap_linkedin_crm.output.airbyte import AirbyteOutput
+from tap_linkedin_crm.settings import configured_families
 from tap_linkedin_crm.streams import STREAM_SPECS, ExportStream
 from tap_linkedin_crm.sync import run_sync
 from tap_linkedin_crm.tap import TapLinkedInCRM
@@ -176,11 +177,20 @@ def _check(writer: MessageWriter, config_path: str) -> int:
 
 
 def _discover(writer: MessageWriter, config_path: str) -> int:
+    """The streams of the export families the config sets up (all streams if it sets up none).
+
+    A catalog of only usable streams lets clients select every stream (PyAirbyte's
+    `select_all_streams()`) without a read failing on a family that cannot run.
+    """
     try:
-        tap = _tap(read_config(config_path))
+        config = read_config(config_path)
+        tap = _tap(config)
     except (InputFileError, ConfigValidationError) as exc:
         return _fail(writer, exc)
-    writer.write(catalog_message(declared_streams(tap)))
+    streams = declared_streams(tap)
+    families = configured_families(config)
+    usable = [s for s in streams if s.spec.kind in families]
+    writer.write(catalog_message(usable or streams))
     return 0
 
 
@@ -199,23 +209,29 @@ def _read(
         return _fail(writer, exc)
     output = AirbyteOutput(writer, configured, config=config)
     stopper = Stopper()
-    with PartitionFailures.collect() as failures:
-        try:
-            with stop_on_signals(stopper):
-                run_sync(settings, [c.stream for c in configured], output, state, stopper)
-        except ConsumerGoneError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
-            with contextlib.suppress(ConsumerGoneError):
-                output.close()
-            if isinstance(exc, SyncInterruptedError):
-                exc = SyncInterruptedError(
-                    "The read was interrupted (SIGTERM or Ctrl-C); the next read resumes "
-                    "from its last STATE."
-                )
-            causes = failures.errors if isinstance(exc, SyncFailedError) else ()
-            return _fail(writer, exc, causes)
-    skipped = output.close()
+    try:
+        with stop_on_signals(stopper):
+            run_sync(
+                settings,
+                [c.stream for c in configured],
+                output,
+                state,
+                stopper,
+                on_refresh_token_rotated=output.refresh_token_rotated,
+            )
+    except ConsumerGoneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
+        with contextlib.suppress(ConsumerGoneError):
+            output.end_streams()
+        if isinstance(exc, SyncInterruptedError):
+            exc = SyncInterruptedError(
+                "The read was interrupted (SIGTERM or Ctrl-C); the next read resumes "
+                "from its last STATE."
+            )
+        causes = exc.failures if isinstance(exc, SyncFailedError) else ()
+        return _fail(writer, exc, causes)
+    skipped = output.end_streams()
     if skipped:
         msg = (
             f"Not read: {', '.join(skipped)}: the export family of these streams is not "

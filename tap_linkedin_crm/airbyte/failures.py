@@ -5,15 +5,13 @@ catalog given); the platform does not retry it. `transient_error`: worth retryin
 network, a job not done in time or failed on LinkedIn's side, an interrupted read).
 `system_error`: anything else (a bug, a file the tap cannot read).
 
-A read whose partitions failed separately (`SyncFailedError`) takes the type of its failures:
-config if any needs the user, else system if any is unexplained, else transient. The engine does
-not hand those failures over yet; `PartitionFailures` collects them from its error log lines.
+A read whose partitions failed separately (`SyncFailedError`, which carries each partition's error)
+takes the type of its failures: config if any needs the user, else system if any is unexplained,
+else transient.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import typing as t
 
 from singer_sdk.exceptions import ConfigValidationError
@@ -36,7 +34,7 @@ from tap_linkedin_crm.errors import (
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 CONFIG_ERRORS: tuple[type[BaseException], ...] = (
     ConfigValidationError,
@@ -56,8 +54,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     DownloadIncompleteError,
     SyncInterruptedError,
 )
-#: The engine's logger, whose error lines carry each failed partition's exception.
-ENGINE_LOGGER = "tap_linkedin_crm.engine"
 
 
 def failure_type(error: BaseException, causes: Sequence[BaseException] = ()) -> FailureType:
@@ -73,29 +69,3 @@ def failure_type(error: BaseException, causes: Sequence[BaseException] = ()) -> 
                 return kind
         return FailureType.TRANSIENT
     return FailureType.SYSTEM
-
-
-class PartitionFailures(logging.Handler):
-    """Collects the exceptions the engine logs for failed partitions, during a read."""
-
-    def __init__(self) -> None:
-        """Nothing collected yet."""
-        super().__init__(level=logging.ERROR)
-        self.errors: list[BaseException] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Keep the exceptions among the log line's arguments."""
-        args = record.args if isinstance(record.args, tuple) else ()
-        self.errors.extend(arg for arg in args if isinstance(arg, BaseException))
-
-    @classmethod
-    @contextlib.contextmanager
-    def collect(cls) -> Iterator[PartitionFailures]:
-        """Within the block, collect the engine's partition failures."""
-        handler = cls()
-        logger = logging.getLogger(ENGINE_LOGGER)
-        logger.addHandler(handler)
-        try:
-            yield handler
-        finally:
-            logger.removeHandler(handler)

@@ -40,40 +40,71 @@ STATEFUL_ROLES = ("rows", "exports")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StateGroups:
-    """Which selected streams share a family state, and which one of them owns it."""
+    """Which streams' state each selected stream carries.
 
-    #: Selected stream name -> the owner stream of its family (itself for stateless streams).
-    owner: dict[str, str]
+    The engine runs one family per rows stream (with the exports stream of the same kind, which
+    CRM has for itself and the analytics export types share) and keeps its partitions in the
+    family's owner: the rows stream if selected, else the exports stream. A rows stream carries
+    its own state; an exports stream carries the partitions of every family it belongs to.
+    """
+
+    #: Selected stream name -> the owner streams whose partitions its blob holds, in order.
+    owners: dict[str, tuple[str, ...]]
 
     @classmethod
     def of(cls, streams: Iterable[ExportStream]) -> StateGroups:
-        """Group the selected `streams` by export kind; the owner is rows if selected, else exports.
-
-        Streams in other roles (snapshots re-read whole each run) keep no family state.
-        """
+        """The groups of the selected `streams` (snapshot streams keep no state)."""
         selected = list(streams)
-        owner: dict[str, str] = {}
+        names = {s.name for s in selected}
+        owners: dict[str, tuple[str, ...]] = {}
         for stream in selected:
             spec = stream.spec
-            if spec.role not in STATEFUL_ROLES:
-                owner[stream.name] = stream.name
-                continue
-            family = [s for s in selected if s.spec.kind == spec.kind]
-            for role in STATEFUL_ROLES:
-                holder = next((s for s in family if s.spec.role == role), None)
-                if holder is not None:
-                    owner[stream.name] = holder.name
-                    break
-        return cls(owner)
+            if spec.role == "rows":
+                owners[stream.name] = (stream.name,)
+            elif spec.role == "exports":
+                rows = list(ROWS_STREAMS.get(spec.kind, ()))
+                held = [r if r in names else stream.name for r in rows] or [stream.name]
+                owners[stream.name] = tuple(dict.fromkeys(held))
+            else:
+                owners[stream.name] = ()
+        return cls(owners)
+
+    @property
+    def owner(self) -> dict[str, str]:
+        """Selected stream -> the stream it is owned by (itself when it owns its own state)."""
+        return {
+            name: name if name in held or not held else held[0]
+            for name, held in self.owners.items()
+        }
 
     def emission_order(self) -> list[str]:
-        """Streams in the order their STATEs go out: each family's owner after its others."""
-        return sorted(self.owner, key=lambda name: self.owner[name] == name)
+        """Streams in the order their STATEs go out: exports streams first, rows streams last."""
+        return sorted(self.owners, key=lambda name: self.owners[name] == (name,))
 
     def stream_state(self, name: str, tap_state: Mapping[str, t.Any]) -> dict[str, t.Any]:
-        """`name`'s blob: its family's part of the tap state (`{}` when there is none yet)."""
+        """`name`'s blob: the part of the tap state it carries (`{}` when there is none yet)."""
         bookmarks = tap_state.get("bookmarks") or {}
-        return dict(bookmarks.get(self.owner[name]) or {})
+        held = self.owners.get(name, ())
+        if held == (name,):
+            return dict(bookmarks.get(name) or {})
+        partitions = [
+            entry for owner in held for entry in (bookmarks.get(owner) or {}).get("partitions", [])
+        ]
+        return {"partitions": partitions} if partitions else {}
+
+
+def _rows_streams() -> dict[str, tuple[str, ...]]:
+    """Each export kind's rows streams (by the streams' declared kind)."""
+    from tap_linkedin_crm.streams import STREAM_SPECS  # noqa: PLC0415 - avoids an import cycle
+
+    found: dict[str, list[str]] = {}
+    for spec in STREAM_SPECS:
+        if spec.role == "rows":
+            found.setdefault(spec.kind, []).append(spec.name)
+    return {kind: tuple(names) for kind, names in found.items()}
+
+
+ROWS_STREAMS = _rows_streams()
 
 
 def tap_state_from_airbyte(
@@ -164,32 +195,27 @@ def _merge(
     configured: Sequence[ConfiguredStream],
     known: Mapping[str, ExportStream],
 ) -> dict[str, t.Any]:
-    """One blob per family: the owner's if it has one, else another member's (read or not).
+    """Every stream's blob as that stream's state; the engine finds each partition by context.
 
-    A family with a stream read in `full_refresh` starts over: its streams share one bookmark,
-    so none of their state is used.
+    The engine looks for a partition in its family's owner first, then in the family's other
+    streams (`engine.state.StateStore`), so the owner's blob wins. A kind with a stream read in
+    `full_refresh` starts over: its streams share their bookmarks, so none of them is used.
     """
-    groups = StateGroups.of(c.stream for c in configured)
-    stateful = [c for c in configured if c.stream.spec.role in STATEFUL_ROLES]
-    full_refresh_kinds = {c.stream.spec.kind for c in stateful if not c.incremental}
+    full_refresh_kinds = {
+        c.stream.spec.kind
+        for c in configured
+        if c.stream.spec.role in STATEFUL_ROLES and not c.incremental
+    }
     bookmarks: dict[str, t.Any] = {}
-    for kind in dict.fromkeys(c.stream.spec.kind for c in stateful):
-        owner = next(groups.owner[c.name] for c in stateful if c.stream.spec.kind == kind)
-        members = [
-            s for s in known.values() if s.spec.kind == kind and s.spec.role in STATEFUL_ROLES
-        ]
-        if kind in full_refresh_kinds:
-            if any(m.name in blobs for m in members):
-                LOGGER.info("Full refresh of the %s streams: their state is not used.", kind)
+    for name, blob in blobs.items():
+        spec = known[name].spec
+        if spec.role not in STATEFUL_ROLES:
             continue
-        ordered = sorted(
-            members,
-            key=lambda m: (m.name != owner, STATEFUL_ROLES.index(m.spec.role)),
-        )
-        found = next((m.name for m in ordered if blobs.get(m.name, {}).get("partitions")), None)
-        if found is None and owner in blobs:
-            found = owner
-        if found is not None:
-            bookmarks[owner] = blobs[found]
+        if spec.kind in full_refresh_kinds:
+            LOGGER.info(
+                "Full refresh of the %s streams: the state of %s is not used.", spec.kind, name
+            )
+            continue
+        bookmarks[name] = blob
     state, _ = normalize_state({"bookmarks": bookmarks})
     return state

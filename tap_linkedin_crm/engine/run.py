@@ -193,7 +193,7 @@ class ExportRun:
             msg = (
                 f"{totals} failed; their bookmarks were not moved, the others were synced. {lines}"
             )
-            raise SyncFailedError(msg)
+            raise SyncFailedError(msg, tuple(error for _, _, error in failures))
 
     # Planning ---------------------------------------------------------------------------------
 

@@ -161,7 +161,10 @@ class AirbyteOutput:
 
     # End of the read and control messages -----------------------------------------------------
 
-    def close(self) -> list[str]:
+    def close(self) -> None:
+        """Nothing to release when the run ends; `end_streams` ends the streams."""
+
+    def end_streams(self) -> list[str]:
         """End every configured stream still open as INCOMPLETE (the read failed or skipped it).
 
         Returns:

@@ -105,7 +105,7 @@ def test_spec_is_the_settings_schema_with_airbyte_secrets_and_without_singer_set
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert list(schema["properties"]) == list(CONFIG_SCHEMA["properties"])
     secrets = secret_settings(CONFIG_SCHEMA)
-    assert secrets == {"client_secret", "access_token"}
+    assert secrets == {"client_secret", "access_token", "refresh_token", "analytics_access_token"}
     for name, prop in schema["properties"].items():
         assert prop.get("airbyte_secret", False) is (name in secrets), name
         assert "null" not in str(prop.get("type")), name
@@ -217,7 +217,8 @@ def test_discover_lists_every_stream_with_its_schema_keys_and_cursor(
     assert [m["type"] for m in run.messages] == ["CATALOG"]
     streams = {s["name"]: s for s in run.messages[0]["catalog"]["streams"]}
     tap = TapLinkedInCRM(config=config_for(sandbox))
-    assert set(streams) == set(tap.streams) == set(STREAMS)
+    # Only the streams of the families the config sets up (CRM here), so "select all" works.
+    assert set(streams) == set(STREAMS) < set(tap.streams)
     for name, stream in streams.items():
         declared = tap.streams[name]
         assert stream["json_schema"] == declared.schema
@@ -226,6 +227,29 @@ def test_discover_lists_every_stream_with_its_schema_keys_and_cursor(
         assert stream["default_cursor_field"] == [declared.replication_key]
         assert stream["source_defined_primary_key"] == [[k] for k in declared.primary_keys]
         assert stream["is_resumable"] is True
+
+
+def test_discover_with_a_member_token_lists_the_analytics_streams_too(
+    source: Source, sandbox: Sandbox
+) -> None:
+    config = {**config_for(sandbox), "analytics_access_token": "member-token"}
+    run = source("discover", config=config)
+    assert run.returncode == 0, run.stderr
+    streams = {s["name"]: s for s in run.messages[0]["catalog"]["streams"]}
+    assert set(streams) == {
+        *STREAMS,
+        "sales_contracts",
+        "sales_activities",
+        "sales_activity_outcomes",
+        "sales_seats",
+        "sales_analytics_exports",
+    }
+    assert streams["sales_contracts"]["supported_sync_modes"] == ["full_refresh"]
+    assert streams["sales_activities"]["default_cursor_field"] == ["endAt"]
+    assert streams["sales_activities"]["source_defined_primary_key"] == [
+        ["contract"],
+        ["activityId"],
+    ]
 
 
 # read --------------------------------------------------------------------------------------

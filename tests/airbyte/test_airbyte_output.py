@@ -140,7 +140,7 @@ def test_close_ends_every_open_stream_incomplete_and_names_the_streams_never_run
     output = harness.output
     output.start(harness.streams[:1])
     output.finish(harness.streams[0], complete=True)
-    assert output.close() == [EXPORTS]
+    assert output.end_streams() == [EXPORTS]
     ends = [
         (
             m["trace"]["stream_status"]["stream_descriptor"]["name"],

@@ -9,6 +9,7 @@ from conftest import EXPORTS, RECORDS
 
 from tap_linkedin_crm.airbyte.catalog import ConfiguredStream
 from tap_linkedin_crm.airbyte.state import StateGroups, tap_state_from_airbyte
+from tap_linkedin_crm.engine.state import StateStore
 from tap_linkedin_crm.errors import InvalidStateError
 from tap_linkedin_crm.sandbox import DYNAMICS_INSTANCE, SFDC_INSTANCE
 from tap_linkedin_crm.tap import TapLinkedInCRM
@@ -51,6 +52,20 @@ def convert(raw: object, streams: dict[str, ExportStream], *names: str, **kw: t.
     return tap_state_from_airbyte(raw, configured(streams, *names, **kw), streams)
 
 
+def resolved(
+    raw: object, streams: dict[str, ExportStream], *names: str, owner: str = RECORDS
+) -> dict[str, t.Any]:
+    """Each instance's partition as the engine finds it: in the owner first, then the others."""
+    state = t.cast("dict[str, t.Any]", convert(raw, streams, *names))
+    store = StateStore(state)
+    others = [n for n in (RECORDS, EXPORTS) if n != owner]
+    found = {}
+    for urn in (DYNAMICS_INSTANCE, SFDC_INSTANCE):
+        entry = store.entry(owner, others, {"crmInstanceId": urn})
+        found[urn] = entry.get("nextExportStartAt")
+    return found
+
+
 @pytest.mark.parametrize("raw", [None, [], {}])
 def test_no_state_is_an_empty_tap_state(raw: object, streams: dict[str, ExportStream]) -> None:
     assert tap_state_from_airbyte(raw, configured(streams), streams) in ({}, {"bookmarks": {}})
@@ -62,24 +77,26 @@ def test_pyairbyte_messages_with_null_and_unknown_keys(streams: dict[str, Export
                 sourceStats={"recordCount": 3.0, "rejectedRecordCount": None}),
         message(EXPORTS, ROWS_BLOB, global_=None, data=None),
     ]  # fmt: skip
-    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: ROWS_BLOB}}
+    assert resolved(raw, streams) == {DYNAMICS_INSTANCE: 5, SFDC_INSTANCE: None}
 
 
 def test_the_owner_blob_wins_and_the_heartbeat_key_is_dropped(
     streams: dict[str, ExportStream],
 ) -> None:
     beating = {**ROWS_BLOB, "heartbeatAt": "2026-01-01T00:00:00.000+00:00"}
-    raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, beating)]
-    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
+    older = {"partitions": [{**ROWS_BLOB["partitions"][0], "nextExportStartAt": 3}]}
+    raw = [message(EXPORTS, older), message(RECORDS, beating)]
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: older}}
+    assert resolved(raw, streams)[DYNAMICS_INSTANCE] == 5  # the owner's, not the older copy
     # With only the exports stream selected, it owns the state (a GLOBAL message is read too).
     shared = {"type": "GLOBAL", "global": {"stream_states": [raw[1]["stream"]]}}
-    only_exports = convert([shared], streams, EXPORTS)
-    assert only_exports == {"bookmarks": {EXPORTS: ROWS_BLOB}}
+    assert resolved([shared], streams, EXPORTS, owner=EXPORTS)[DYNAMICS_INSTANCE] == 5
 
 
 def test_a_state_kept_by_the_other_stream_is_taken_over(streams: dict[str, ExportStream]) -> None:
     raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, {"partitions": []})]
-    assert convert(raw, streams) == {"bookmarks": {RECORDS: EXPORTS_BLOB}}
+    assert resolved(raw, streams) == {DYNAMICS_INSTANCE: None, SFDC_INSTANCE: 7}
 
 
 def test_full_refresh_uses_no_state_of_the_family(streams: dict[str, ExportStream]) -> None:
@@ -89,10 +106,10 @@ def test_full_refresh_uses_no_state_of_the_family(streams: dict[str, ExportStrea
 
 def test_singer_state_meltano_wrapper_and_legacy_message(streams: dict[str, ExportStream]) -> None:
     singer = {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: {"partitions": []}}}
-    expected = {"bookmarks": {RECORDS: ROWS_BLOB}}
-    assert convert(singer, streams) == expected
-    assert convert({"singer_state": singer}, streams) == expected
-    assert convert([{"type": "LEGACY", "data": singer}], streams) == expected
+    expected = {DYNAMICS_INSTANCE: 5, SFDC_INSTANCE: None}
+    assert resolved(singer, streams) == expected
+    assert resolved({"singer_state": singer}, streams) == expected
+    assert resolved([{"type": "LEGACY", "data": singer}], streams) == expected
 
 
 def test_unknown_streams_and_null_blobs_are_ignored(streams: dict[str, ExportStream]) -> None:
@@ -122,7 +139,24 @@ def test_malformed_states_are_refused_saying_what_is_wrong(
 def test_groups_name_the_owner_and_send_it_last(streams: dict[str, ExportStream]) -> None:
     both = StateGroups.of([streams[EXPORTS], streams[RECORDS]])
     assert both.owner == {EXPORTS: RECORDS, RECORDS: RECORDS}
+    assert both.owners == {EXPORTS: (RECORDS,), RECORDS: (RECORDS,)}
     assert both.emission_order() == [EXPORTS, RECORDS]
     tap_state = {"bookmarks": {RECORDS: ROWS_BLOB}}
     assert both.stream_state(EXPORTS, tap_state) == both.stream_state(RECORDS, tap_state)
     assert StateGroups.of([streams[EXPORTS]]).owner == {EXPORTS: EXPORTS}
+
+
+def test_the_shared_analytics_exports_stream_carries_every_family_it_belongs_to(
+    streams: dict[str, ExportStream],
+) -> None:
+    activities, exports = "sales_activities", "sales_analytics_exports"
+    groups = StateGroups.of([streams[exports], streams[activities]])
+    # activities owns its family; seats and outcomes (not selected) are owned by exports itself.
+    assert groups.owners[exports] == (activities, exports)
+    assert groups.owners[activities] == (activities,)
+    assert groups.emission_order() == [exports, activities]
+    a = {"context": {"contract": "urn:li:contract:1", "exportType": "activity"}}
+    s = {"context": {"contract": "urn:li:contract:1", "exportType": "seat"}}
+    tap_state = {"bookmarks": {activities: {"partitions": [a]}, exports: {"partitions": [s]}}}
+    assert groups.stream_state(exports, tap_state) == {"partitions": [a, s]}
+    assert groups.stream_state(activities, tap_state) == {"partitions": [a]}
