@@ -1,7 +1,8 @@
-"""The singer-sdk built-in tap tests, run against the sandbox over loopback."""
+"""The singer-sdk built-in tap tests, run against the sandbox over loopback (both families)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import typing as t
 
@@ -38,6 +39,10 @@ CONFIG: dict[str, t.Any] = {
     "job_timeout": 60,
     # Exercise every kind of field: a declared column that never converts fills invalidValues.
     "column_types": {"title": "integer"},
+    # Analytics: two one-day windows per contract and export type (the member's refresh token is
+    # issued by the sandbox once it runs, see the fixture).
+    "analytics_start_date": (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).isoformat(),
+    "analytics_window_days": 1,
 }
 
 BaseSuite = get_tap_test_class(
@@ -60,4 +65,6 @@ class TestTapLinkedInCRM(BaseSuite):  # type: ignore[misc,valid-type]
             }
         )
         with Sandbox(scenario, port=PORT) as sb:
+            # The suite keeps this very dict: the token exists only once the sandbox runs.
+            CONFIG["refresh_token"] = sb.issue_member_tokens(client_id="sandbox-client")[1]
             yield sb
