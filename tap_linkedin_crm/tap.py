@@ -12,6 +12,7 @@ import threading
 import typing as t
 from functools import cached_property
 
+import dotenv
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, MappingError
@@ -304,7 +305,11 @@ class TapLinkedInCRM(Tap):
         if parse_env_config:
             # Typed here (numbers, booleans, lists without splitting URNs at their commas);
             # the environment overrides files, as in the SDK.
-            found, problems = environment_config(self.config_jsonschema, _env_prefix(self.name))
+            # A `.env` file counts as environment (as in the SDK); real variables win over it.
+            dotenv.load_dotenv(dotenv.find_dotenv(usecwd=True), override=False)
+            schema = copy.deepcopy(self.config_jsonschema)
+            self.append_builtin_config(schema)  # stream_maps, flattening, batch_config, ...
+            found, problems = environment_config(schema, _env_prefix(self.name))
             merged = dict(config) if isinstance(config, dict) else {}
             if config is not None and not isinstance(config, dict):
                 merged = _read_config_files(config)
