@@ -4,16 +4,18 @@ The tap is the single source of truth (`tap_linkedin_crm/tap.py`, exposed throug
 `tap-linkedin-crm --about` and `--discover`). This script asks the tap itself, in a subprocess
 of the running interpreter, and rewrites:
 
-- `meltano.yml`: the extractor's `capabilities:` and `settings:`, between the GENERATED markers;
+- `meltano.yml`: the extractor's `capabilities:` and `settings:` (with the tap's defaults as
+  `value:`, so `meltano config list` shows them), between the GENERATED markers;
 - `README.md`: the capabilities list and the settings table, between `<!-- ...:start -->` and
   `<!-- ...:end -->` markers (the table is the `## Settings` section of
   `--about --format=markdown`, with `|` inside code spans escaped so the table renders);
-- `catalog.json`: the output of `tap-linkedin-crm --discover` (no config needed: discovery uses
-  the built-in columns only);
+- `catalog.json`: the output of `tap-linkedin-crm --discover` with sorted keys (no config needed:
+  discovery uses the built-in columns only);
 - `.env.example`: one commented line per tap setting.
 
 Usage: `python scripts/sync_docs.py` rewrites the files; `--check` prints a diff and exits 1 when
-any of them has drifted.
+any of them has drifted. meltano.yml is compared by meaning (its parsed capabilities and settings),
+so values a user sets with `meltano config set`, which rewrites the file, are not drift.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def meltano_settings(about_info: t.Mapping[str, t.Any]) -> list[dict[str, t.Any]
             setting["description"] = schema["description"]
         if schema.get("secret"):
             setting["sensitive"] = True
+        if schema.get("default") is not None:
+            setting["value"] = schema["default"]
         settings.append(setting)
 
     for name, schema in about_info["settings"]["properties"].items():
@@ -155,6 +159,13 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _yaml_value(value: object) -> str:
+    """A default value as YAML (JSON flow style is valid YAML)."""
+    if isinstance(value, str):
+        return _yaml_str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def meltano_block(about_info: t.Mapping[str, t.Any]) -> str:
     """The generated part of the extractor definition in meltano.yml."""
     lines = [
@@ -171,6 +182,8 @@ def meltano_block(about_info: t.Mapping[str, t.Any]) -> str:
                 lines.append(f"      {key}: {_yaml_str(setting[key])}")
         if setting.get("sensitive"):
             lines.append("      sensitive: true")
+        if "value" in setting:
+            lines.append(f"      value: {_yaml_value(setting['value'])}")
     lines.append(MELTANO_END)
     return "\n".join(lines)
 
@@ -234,8 +247,9 @@ def readme_sections(about_info: t.Mapping[str, t.Any], markdown: str) -> dict[st
         "Secrets (`sensitive: true` in meltano.yml, never logged): "
         + ", ".join(f"`{s}`" for s in secrets)
         + ". Every setting can also be given as an environment variable, "
-        "`TAP_LINKEDIN_CRM_<SETTING NAME IN CAPITALS>`, with Meltano (except the number "
-        "settings, see Troubleshooting) or with `tap-linkedin-crm --config ENV`."
+        "`TAP_LINKEDIN_CRM_<SETTING NAME IN CAPITALS>`, with `tap-linkedin-crm --config ENV` "
+        "(numbers, booleans, JSON objects; lists as a JSON array or separated by spaces or `;`) "
+        "or with Meltano (except the number settings, see Troubleshooting)."
     )
     return {"capabilities": capabilities, "settings": f"{table}\n\n{note}"}
 
@@ -288,8 +302,29 @@ def render_env_example(about_info: t.Mapping[str, t.Any]) -> str:
 
 
 def render_catalog(catalog: t.Mapping[str, t.Any]) -> str:
-    """catalog.json text: the discovered catalog, 2-space indented, keys in the tap's order."""
-    return json.dumps(catalog, indent=2, ensure_ascii=False) + "\n"
+    """catalog.json text: the discovered catalog, 2-space indented, keys sorted.
+
+    Sorted keys stay the same across SDK versions that order them differently.
+    """
+    return json.dumps(catalog, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _extractor_definition(text: str) -> dict[str, t.Any]:
+    """The tap's capabilities and settings as meltano.yml text declares them."""
+    import yaml  # noqa: PLC0415 - PyYAML comes with the SDK; only --check needs it
+
+    project = yaml.safe_load(text) or {}
+    for plugin in project.get("plugins", {}).get("extractors", []):
+        if plugin.get("name") == "tap-linkedin-crm":
+            return {k: plugin.get(k) for k in ("capabilities", "settings")}
+    return {}
+
+
+def same_meaning(path: Path, current: str, expected: str) -> bool:
+    """Whether `current` says what `expected` says (meltano.yml: the generated definitions)."""
+    if path.name != "meltano.yml":
+        return current == expected
+    return _extractor_definition(current) == _extractor_definition(expected)
 
 
 def expected_files() -> dict[Path, str]:
@@ -322,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     drifted = 0
     for path, expected in expected_files().items():
         current = path.read_text(encoding="utf-8") if path.exists() else ""
-        if current == expected:
+        if current == expected or (args.check and same_meaning(path, current, expected)):
             continue
         rel = path.relative_to(ROOT)
         if args.check:

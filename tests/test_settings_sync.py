@@ -111,7 +111,12 @@ def test_meltano_settings_have_the_tap_names_kinds_labels_and_secrets(
     assert {n for n, s in settings.items() if s.get("sensitive")} == {
         "client_secret",
         "access_token",
+        "refresh_token",
+        "analytics_access_token",
     }
+    # Meltano shows the tap's defaults (`meltano config list`), exactly the schema's.
+    for name, schema in config_schema["properties"].items():
+        assert settings[name].get("value") == schema.get("default"), name
 
 
 def test_meltano_lists_every_setting_of_about_and_nothing_else(
@@ -132,7 +137,9 @@ def test_meltano_capabilities_and_auth_groups_match_the_tap(extractor: dict[str,
     groups = extractor["settings_group_validation"]
     assert sorted(map(sorted, groups)) == [
         ["access_token", "crm_instance_ids"],
+        ["analytics_access_token"],
         ["client_id", "client_secret", "crm_instance_ids"],
+        ["client_id", "client_secret", "refresh_token"],
     ]
     assert set().union(*groups) <= names
 
@@ -153,8 +160,28 @@ def test_readme_capabilities_are_the_tap_capabilities(readme: str) -> None:
 
 
 def test_catalog_json_is_the_discovered_catalog() -> None:
-    committed = json.loads((ROOT / "catalog.json").read_text(encoding="utf-8"))
+    text = (ROOT / "catalog.json").read_text(encoding="utf-8")
+    committed = json.loads(text)
     assert committed == json.loads(tap_output("--discover")), FIX
+    assert text == json.dumps(committed, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def test_user_set_values_in_meltano_yml_are_not_drift(tmp_path: Path) -> None:
+    """`meltano config set` rewrites meltano.yml (reflowing it, adding `config:`): not drift."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sync_docs  # noqa: PLC0415 - the script under test
+    finally:
+        sys.path.pop(0)
+    current = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    project = yaml.safe_load(current)
+    (plugin,) = [p for p in project["plugins"]["extractors"] if p["name"] == "tap-linkedin-crm"]
+    plugin["config"] = {"poll_interval": 0.5}
+    rewritten = yaml.safe_dump(project, sort_keys=False, width=60)
+    path = tmp_path / "meltano.yml"
+    assert sync_docs.same_meaning(path, rewritten, current)
+    plugin["settings"][0]["label"] = "Changed by hand"
+    assert not sync_docs.same_meaning(path, yaml.safe_dump(project), current)
 
 
 def test_env_example_names_every_tap_setting(config_schema: dict[str, t.Any]) -> None:
