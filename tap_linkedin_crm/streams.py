@@ -8,10 +8,16 @@ stream, without touching state.
 
 from __future__ import annotations
 
+import sys
 import typing as t
 from dataclasses import dataclass
 
 from singer_sdk import Stream
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
 
 from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, INVALID_VALUES_FIELD, column_json_schema
 
@@ -269,6 +275,7 @@ class TestRecordSource(t.Protocol):
 class ExportStream(Stream):
     """A stream fed by an export kind, as declared by its `StreamSpec`."""
 
+    @override
     def __init__(self, tap: Tap, spec: StreamSpec, column_types: Mapping[str, ColumnType]) -> None:
         """Build the schema once (the SDK reads it for every record on its own path)."""
         self.spec = spec
@@ -278,10 +285,12 @@ class ExportStream(Stream):
         self.replication_key = spec.replication_key
 
     @property
+    @override
     def is_sorted(self) -> bool:
         """Rows come in export order, not in replication-key order; the engine keeps state."""
         return False
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """The SDK's own path (`--test`): this stream's records from a run that keeps no state.
 

@@ -283,7 +283,8 @@ class TapLinkedInCRM(Tap):
     #: The SDK's writer in binary, plus blocks of RECORD lines encoded by the Singer output.
     message_writer_class = BufferedSingerWriter
 
-    def __init__(  # noqa: PLR0913 - the SDK's constructor arguments
+    @override
+    def __init__(
         self,
         *,
         config: dict[str, t.Any] | PurePath | str | list[PurePath | str] | None = None,

@@ -23,6 +23,11 @@ from singer_sdk.singerlib.encoding import SimpleSingerWriter
 
 from tap_linkedin_crm.errors import ConsumerGoneError
 
+if sys.version_info >= (3, 12):
+    from typing import override
+else:
+    from typing_extensions import override
+
 try:  # POSIX only: on other systems the pipe simply keeps its size
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -44,6 +49,7 @@ _dumps = orjson.dumps
 class BufferedSingerWriter(SimpleSingerWriter):
     """The SDK's simple writer, writing in binary, plus whole blocks of encoded RECORD lines."""
 
+    @override
     def __init__(self) -> None:
         """Nothing written yet."""
         super().__init__()
@@ -57,6 +63,7 @@ class BufferedSingerWriter(SimpleSingerWriter):
         """
         self._write(block)
 
+    @override
     def write_message(self, message: Message) -> None:
         """Write one SDK message, encoded as the SDK does.
 
