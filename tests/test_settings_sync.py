@@ -188,3 +188,20 @@ def test_env_example_names_every_tap_setting(config_schema: dict[str, t.Any]) ->
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
     listed = re.findall(r"^# (TAP_LINKEDIN_CRM_[A-Z_]+)=$", text, re.MULTILINE)
     assert listed == [f"TAP_LINKEDIN_CRM_{n.upper()}" for n in config_schema["properties"]]
+
+
+def test_sdk_wording_of_its_own_settings_is_not_drift_but_ours_is() -> None:
+    """The SDK words its built-in settings per version (make test-sdk-next); ours must match."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import sync_docs  # noqa: PLC0415 - the script under test
+    finally:
+        sys.path.pop(0)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    path = ROOT / "README.md"
+    sdk_row = next(line for line in readme.splitlines() if line.startswith("| batch_config |"))
+    reworded = readme.replace(sdk_row, "| batch_config | False | None | New SDK words. |")
+    assert sync_docs.same_meaning(path, reworded, readme)
+    own_row = next(line for line in readme.splitlines() if line.startswith("| poll_interval |"))
+    changed = readme.replace(own_row, "| poll_interval | False | 30 | Something else. |")
+    assert not sync_docs.same_meaning(path, changed, readme)
