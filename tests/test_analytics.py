@@ -8,6 +8,7 @@ Windows are short (a few days, 1-2 days each) and days hold a few dozen rows: th
 from __future__ import annotations
 
 import itertools
+import re
 import typing as t
 
 import pytest
@@ -509,3 +510,47 @@ def test_analytics_streams_without_member_credentials_are_skipped_with_one_line(
     assert not result.records(ACTIVITIES)
     assert result.records("crm_data_validation_records")
     assert not [r for r in sandbox.requests if r.endpoint and r.endpoint.startswith("analytics")]
+
+
+# The member's daily quota -------------------------------------------------------------------------
+
+
+def test_a_spent_member_quota_stops_the_sync_and_the_next_day_finishes_it_without_loss(
+    run_tap: RunTap,
+) -> None:
+    # The member may create seven export jobs a day; the sync wants twelve.
+    with Sandbox(Scenario(member_daily_quota={"analytics_create": 7})) as sb:
+        cfg = analytics_config(sb, start_days=2, window_days=1)
+        first = run_tap(cfg)
+        assert first.returncode != 0
+        assert "daily API quota" in first.stderr
+        assert "midnight UTC" in first.stderr
+        # Readable messages, e.g. "create a seat export job", "an activity outcome export job".
+        assert not re.search(r"\ban (seat|activity_outcome)\b", first.stderr)
+        created = set(sb.analytics_jobs)
+        assert len(created) == 7
+        remembered = {
+            job["jobId"]
+            for contract in REPORTING
+            for export_type in EXPORT_TYPES
+            for job in partition(first.final_state, contract, export_type).get("inFlightJobs", [])
+        }
+        assert remembered == created
+
+        # A day later (the sandbox's clock) the quota is back: the run resumes the seven jobs
+        # and creates the other five.
+        sb.clock.advance(DAY_MS / 1000)
+        since = len(sb.requests)
+        second = run_tap(cfg, first.final_state)
+        assert second.returncode == 0, second.stderr[-3000:]
+        creates = [r for r in sb.requests[since:] if r.endpoint == "analytics_create"]
+        assert len(creates) == 5
+        assert len(sb.analytics_jobs) == 12
+        messages = first.messages + second.messages
+        for contract in REPORTING:
+            for export_type in (ACTIVITY, ACTIVITY_OUTCOME):
+                assert_every_row_once(
+                    sb, messages, contract, export_type, span=(midnight(2), midnight(0))
+                )
+            for export_type in EXPORT_TYPES:
+                assert bookmark(second.final_state, contract, export_type) == midnight(0)
