@@ -196,3 +196,39 @@ def test_kill_9_then_resume_from_the_last_state_gives_every_row_once(
     assert bookmark(final, EMEA_CONTRACT, ACTIVITY) == midnight(0)
     assert "inFlightJobs" not in partition(final, EMEA_CONTRACT, ACTIVITY)
     assert_no_secrets(sandbox, resumed.stdout, resumed.stderr)
+
+
+@pytest.mark.slow
+def test_kill_9_inside_a_split_window_then_resume_polls_the_halves_and_gives_every_row_once(
+    run_tap: RunTap, tmp_path: Path, catalog: dict[str, t.Any]
+) -> None:
+    # LinkedIn refuses two-day windows: the one window of the run is split into two days, and the
+    # kill lands inside the first day's file, past a checkpoint.
+    scenario = Scenario(
+        contracts={EMEA_CONTRACT: ContractSpec(activities_per_day=ACTIVITIES_PER_DAY, seats=12)},
+        analytics_max_window_days=1,
+    )
+    with Sandbox(scenario) as sb:
+        config = analytics_config(sb, start_days=2, window_days=2, contract_ids=[EMEA_CONTRACT])
+        killed = run_until(tmp_path, config, catalog, mid_file)
+        kept, state = committed(killed)
+        in_flight = partition(state, EMEA_CONTRACT, ACTIVITY).get("inFlightJobs", [])
+        halves = [(midnight(2), midnight(1)), (midnight(1), midnight(0))]
+        assert [(j["startAt"], j["endAt"]) for j in in_flight] == halves
+        assert in_flight[0]["rowsDone"] == STATE_EVERY_ROWS
+        since = len(sb.requests)
+
+        resumed = run_tap(config, state, catalog=catalog, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        rows = kept + resumed.records(ACTIVITIES)
+        expected = [
+            row for window in halves for row in expected_rows(sb, EMEA_CONTRACT, ACTIVITY, *window)
+        ]
+        doubled, lost = duplicates_and_losses(expected, [record_row(ACTIVITY, r) for r in rows])
+        assert (doubled, lost) == (0, 0)
+        assert bookmark(resumed.final_state, EMEA_CONTRACT, ACTIVITY) == midnight(0)
+        # The halves' jobs were polled again, not recreated (nor the two-day window tried again).
+        later = sb.requests[since:]
+        assert not [
+            r for r in later if r.endpoint == "analytics_create" and r.export_type == ACTIVITY
+        ]
