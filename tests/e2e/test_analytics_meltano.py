@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import typing as t
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ if t.TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[2]
 DUCKDB_STATE_ID = "sandbox:tap-linkedin-crm-to-target-duckdb"
 SCHEMA = "linkedin_crm"
 ROWS_STREAMS = {
@@ -49,6 +51,14 @@ def analytics_env(sb: Sandbox) -> dict[str, str]:
 def test_meltano_run_lands_the_analytics_streams_in_duckdb_then_resumes_at_bookmarks(
     meltano: t.Any, sandbox: Sandbox, helpers: t.Any
 ) -> None:
+    # Meltano passes only declared settings from the environment.
+    declared = (ROOT / "meltano.yml").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name in ("refresh_token", "analytics_start_date", "analytics_window_days")
+        if f"- name: {name}\n" not in declared
+    ]
+    assert not missing, f"meltano.yml does not declare {missing}: run `make docs`"
     meltano.env.update(analytics_env(sandbox))
     queries = {
         "tables": "select table_name from information_schema.tables "
