@@ -554,3 +554,74 @@ def test_a_spent_member_quota_stops_the_sync_and_the_next_day_finishes_it_withou
                 )
             for export_type in EXPORT_TYPES:
                 assert bookmark(second.final_state, contract, export_type) == midnight(0)
+
+
+# Slow jobs and broken downloads ------------------------------------------------------------------
+
+
+def test_jobs_past_job_timeout_are_polled_again_by_the_next_run_or_recreated_once_gone(
+    run_tap: RunTap,
+) -> None:
+    # Each job takes 30 s of the sandbox's clock; the tap waits 1 s.
+    with Sandbox(Scenario(analytics_processing_seconds=30)) as sb:
+        cfg = analytics_config(sb, start_days=2, window_days=2, job_timeout=1)
+        first = run_tap(cfg)
+        assert first.returncode != 0
+        assert "job_timeout" in first.stderr
+        jobs = set(sb.analytics_jobs)
+        assert len(jobs) == 6
+        remembered = {
+            job["jobId"]
+            for contract in REPORTING
+            for export_type in EXPORT_TYPES
+            for job in partition(first.final_state, contract, export_type)["inFlightJobs"]
+        }
+        assert remembered == jobs
+
+        # Half a minute later the jobs are done: the next run reads them, it creates none.
+        sb.clock.advance(31)
+        second = run_tap(cfg, first.final_state)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert set(sb.analytics_jobs) == jobs
+        assert {e["id"] for e in second.records(EXPORTS)} == jobs
+        assert_every_row_once(
+            sb, second.messages, EMEA_CONTRACT, ACTIVITY, span=(midnight(2), midnight(0))
+        )
+
+        # Jobs that LinkedIn forgot (older than 7 days: 404) are created again for their windows:
+        # the first run's state, given again, names the same six jobs.
+        sb.clock.advance(8 * DAY_MS / 1000)
+        sb.scenario.analytics_processing_seconds = None
+        third = run_tap(cfg, first.final_state)
+        assert third.returncode == 0, third.stderr[-3000:]
+        assert "is gone" in third.stderr
+        new = set(sb.analytics_jobs) - jobs
+        assert len(new) == 6
+        assert {e["id"] for e in third.records(EXPORTS)} == new
+        assert_every_row_once(
+            sb, third.messages, AMERICAS_CONTRACT, ACTIVITY, span=(midnight(2), midnight(0))
+        )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="url_expired", endpoint="download", contract=EMEA_CONTRACT),
+        Fault(kind="drop", endpoint="download", contract=EMEA_CONTRACT, after_bytes=3000),
+        Fault(kind="error", endpoint="download", contract=AMERICAS_CONTRACT, status=503),
+    ],
+    ids=["url-expired", "dropped-mid-body", "503"],
+)
+def test_broken_analytics_downloads_are_retried_without_doubling_rows(
+    sandbox: Sandbox, run_tap: RunTap, fault: Fault
+) -> None:
+    sandbox.add_fault(fault)
+    result = run_tap(analytics_config(sandbox, start_days=2, window_days=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [f.kind for f in sandbox.fired_faults] == [fault.kind]
+    for contract in REPORTING:
+        for export_type in (ACTIVITY, ACTIVITY_OUTCOME):
+            assert_every_row_once(
+                sandbox, result.messages, contract, export_type, span=(midnight(2), midnight(0))
+            )
+    assert_no_secrets(sandbox, result.stdout, result.stderr)
