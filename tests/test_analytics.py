@@ -8,6 +8,7 @@ Windows are short (a few days, 1-2 days each) and days hold a few dozen rows: th
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import typing as t
 
@@ -625,3 +626,50 @@ def test_broken_analytics_downloads_are_retried_without_doubling_rows(
                 sandbox, result.messages, contract, export_type, span=(midnight(2), midnight(0))
             )
     assert_no_secrets(sandbox, result.stdout, result.stderr)
+
+
+# Selection --------------------------------------------------------------------------------------
+
+
+def select_only(run_tap: RunTap, config: dict[str, t.Any], *streams: str) -> dict[str, t.Any]:
+    """The discovered catalog with only `streams` selected."""
+    catalog = t.cast("dict[str, t.Any]", json.loads(run_tap(config, args=["--discover"]).stdout))
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    return catalog
+
+
+def test_the_exports_stream_alone_keeps_each_bookmark_which_the_rows_streams_then_take_over(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    cfg = analytics_config(sandbox, start_days=2, window_days=1, analytics_lag_hours=24)
+    first = run_tap(cfg, catalog=select_only(run_tap, cfg, EXPORTS))
+    assert first.returncode == 0, first.stderr[-3000:]
+    exports = first.records(EXPORTS)
+    assert len(exports) == 2 * 3
+    assert all(e["rowsEmitted"] is None for e in exports)
+    assert not [r for r in sandbox.requests if r.endpoint == "download"]
+    assert set(first.final_state["bookmarks"]) == {EXPORTS}
+    for contract in REPORTING:
+        for export_type in EXPORT_TYPES:
+            assert bookmark(first.final_state, contract, export_type) == midnight(1)
+
+    # Now with the rows: each (contract, type) goes on from the exports stream's bookmark.
+    cfg["analytics_lag_hours"] = 0
+    second = run_tap(cfg, first.final_state, catalog=select_only(run_tap, cfg, ACTIVITIES, SEATS))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {(r["startAt"], r["endAt"]) for r in second.records(ACTIVITIES)} == {
+        (midnight(1), midnight(0))
+    }
+    for contract in REPORTING:
+        for export_type in (ACTIVITY, SEAT):
+            assert bookmark(second.final_state, contract, export_type) == midnight(0)
+        # Not selected: its bookmark stays where the exports stream left it.
+        assert bookmark(second.final_state, contract, ACTIVITY_OUTCOME) == midnight(1)
+    bookmarks = second.final_state["bookmarks"]
+    assert {p["context"]["exportType"] for p in bookmarks[ACTIVITIES]["partitions"]} == {ACTIVITY}
+    assert {p["context"]["exportType"] for p in bookmarks[EXPORTS]["partitions"]} == {
+        ACTIVITY_OUTCOME
+    }
