@@ -673,3 +673,18 @@ def test_the_exports_stream_alone_keeps_each_bookmark_which_the_rows_streams_the
     assert {p["context"]["exportType"] for p in bookmarks[EXPORTS]["partitions"]} == {
         ACTIVITY_OUTCOME
     }
+
+
+def test_a_contract_listed_twice_in_contract_ids_is_exported_once(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    cfg = analytics_config(
+        sandbox, start_days=1, window_days=1, contract_ids=[EMEA_CONTRACT, f" {EMEA_CONTRACT}"]
+    )
+    result = run_tap(cfg)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{EMEA_CONTRACT} is listed twice in contract_ids" in result.stderr
+    assert len(sandbox.analytics_jobs) == 3
+    assert_every_row_once(
+        sandbox, result.messages, EMEA_CONTRACT, ACTIVITY, span=(midnight(1), midnight(0))
+    )
