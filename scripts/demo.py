@@ -1,12 +1,16 @@
 # ruff: noqa: S608 - the SQL is built from this module's constants only, never from input.
 """`make demo`: the bundled sandbox -> `meltano run tap-linkedin-crm target-duckdb` -> what landed.
 
-Starts the LinkedIn sandbox in-process on a free port (the `demo` scenario: two CRM instances, one
-rate-limited poll and one 503 on a download, both retried), points Meltano's `sandbox` environment
-at it through TAP_LINKEDIN_CRM_API_URL / TAP_LINKEDIN_CRM_TOKEN_URL, runs the pipeline, stops the
-sandbox, and prints the streams and row counts, the bookmark per CRM instance (from Meltano's
-state) and five flagged records (from the DuckDB file). Every run starts from a clean state and an
-empty database, so it always shows a first sync. Needs `make meltano` (the Makefile does it).
+Starts the LinkedIn sandbox in-process on a free port (the `demo` scenario: two CRM instances, three
+Sales Navigator contracts (one without reporting access), one rate-limited poll and one 503 on a
+download, both retried), points Meltano's `sandbox` environment at it through
+TAP_LINKEDIN_CRM_API_URL / TAP_LINKEDIN_CRM_TOKEN_URL, adds the analytics settings for this run
+(a member refresh token the sandbox issues, as `linkedin-crm-auth` would get one; two weeks of
+one-week windows) and selects every stream, runs the pipeline, stops the
+sandbox, and prints the streams and row counts, the bookmarks (from Meltano's state), five flagged
+CRM records and the activity count per seat (from the DuckDB file). Every run starts from a clean
+state and an empty database, so it always shows a first sync. Needs `make meltano` (the Makefile
+does it).
 """
 
 from __future__ import annotations
@@ -36,10 +40,24 @@ SCHEMA = "linkedin_crm"
 #: A line the tap logged, as Meltano prints it: `<time> [info     ] tap-linkedin-crm <message>`.
 TAP_LINE = re.compile(r"\]\s+tap-linkedin-crm\s+(?P<message>.*)$")
 STREAMS = ("crm_data_validation_records", "crm_data_validation_exports")
+ANALYTICS_STREAMS = (
+    "sales_contracts",
+    "sales_activities",
+    "sales_activity_outcomes",
+    "sales_seats",
+    "sales_analytics_exports",
+)
+#: The analytics rows streams, whose state holds a bookmark per (contract, export type).
+ANALYTICS_ROWS = ANALYTICS_STREAMS[1:4]
+ANALYTICS_DAYS = 14
+ANALYTICS_WINDOW_DAYS = 7
 
 
 def meltano_env(sb: Sandbox) -> dict[str, str]:
-    """Meltano's environment: the sandbox environment, pointed at this sandbox's port."""
+    """Meltano's environment: the sandbox environment, pointed at this sandbox's port.
+
+    The analytics settings are this run's: `meltano.yml` configures the CRM family only.
+    """
     prefixes = ("TAP_LINKEDIN_CRM_", "TARGET_DUCKDB_", "MELTANO_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
@@ -50,8 +68,18 @@ def meltano_env(sb: Sandbox) -> dict[str, str]:
         TAP_LINKEDIN_CRM_TOKEN_URL=sb.token_url,
         TAP_LINKEDIN_CRM_CRM_INSTANCE_IDS=json.dumps(list(sb.scenario.instances)),
         TARGET_DUCKDB_FILEPATH=str(DATABASE),
+        TAP_LINKEDIN_CRM_REFRESH_TOKEN=sb.issue_member_tokens()[1],
+        TAP_LINKEDIN_CRM_ANALYTICS_START_DATE=analytics_start().isoformat(),
+        TAP_LINKEDIN_CRM_ANALYTICS_WINDOW_DAYS=str(ANALYTICS_WINDOW_DAYS),
+        TAP_LINKEDIN_CRM__SELECT=json.dumps([f"{s}.*" for s in STREAMS + ANALYTICS_STREAMS]),
     )
     return env
+
+
+def analytics_start() -> dt.datetime:
+    """The first analytics window's start: UTC midnight, `ANALYTICS_DAYS` days before today's."""
+    today = dt.datetime.now(tz=dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - dt.timedelta(days=ANALYTICS_DAYS)
 
 
 def progress_line(line: str) -> str | None:
@@ -60,8 +88,8 @@ def progress_line(line: str) -> str | None:
     if match is None or "METRIC" in line:
         return None
     message = match.group("message").strip()
-    keep = ("CRM instance", "summary", "Summary", "WARNING", "ERROR", "retry", "Retry")
-    if message.startswith(("CRM instance", "Sync")) or any(k in message for k in keep):
+    keep = ("summary", "Summary", "WARNING", "ERROR", "retry", "Retry")
+    if message.startswith(("CRM instance", "Sync", "Exporting")) or any(k in message for k in keep):
         return message
     return None
 
@@ -139,36 +167,33 @@ def meltano_state(env: dict[str, str]) -> dict[str, t.Any]:
 
 
 def report(env: dict[str, t.Any]) -> None:
-    """Print streams and row counts, bookmarks and a sample of flagged records."""
-    records, exports = (f"{SCHEMA}.{s}" for s in STREAMS)
+    """Print streams and row counts, bookmarks, flagged records and activities per seat."""
+    records = f"{SCHEMA}.{STREAMS[0]}"
+    counts = " union all ".join(
+        f"select '{s}', count(*) from {SCHEMA}.{s}" for s in STREAMS[1:] + ANALYTICS_STREAMS
+    )
     landed = query(
         {
             "records": f"select crmInstanceId, count(*), count(distinct jobId) from {records} "
             "group by 1 order by 1",
-            "exports": f"select count(*) from {exports}",
+            "counts": counts,
             "flagged": "select firstName, lastName, crmCompanyName, linkedInCompanyName, "
             "strftime(flaggedAt, '%Y-%m-%d %H:%M:%SZ') "
             f"from {records} where notAtCompany order by flaggedAt desc limit 5",
+            "seats": SEAT_ACTIVITY_SQL,
+            "span": f"select min(startAt), max(endAt) from {SCHEMA}.sales_analytics_exports",
         }
     )
     per_instance = landed["records"]["rows"]
     total = sum(row[1] for row in per_instance)
     print("\nStreams that landed in", DATABASE.relative_to(ROOT), f"(schema {SCHEMA}):")
-    print(
-        table(
-            ["stream", "rows"],
-            [
-                [STREAMS[0], total],
-                [STREAMS[1], landed["exports"]["rows"][0][0]],
-            ],
-            [30, 6],
-        )
-    )
+    print(table(["stream", "rows"], [[STREAMS[0], total], *landed["counts"]["rows"]], [30, 6]))
     print(f"\n{STREAMS[0]} per CRM instance:")
     print(table(["CRM instance", "rows", "jobs"], per_instance, [68, 6, 4]))
 
     state = meltano_state(env).get("singer_state", {})
-    partitions = state.get("bookmarks", {}).get(STREAMS[0], {}).get("partitions", [])
+    bookmarks = state.get("bookmarks", {})
+    partitions = bookmarks.get(STREAMS[0], {}).get("partitions", [])
     print(f"\nBookmarks (meltano state get {STATE_ID}):")
     print(
         table(
@@ -184,6 +209,23 @@ def report(env: dict[str, t.Any]) -> None:
             [68, 17, 24],
         )
     )
+    print()
+    print(
+        table(
+            ["contract", "export type", "endAt", "as UTC"],
+            [
+                [
+                    p["context"]["contract"],
+                    p["context"]["exportType"],
+                    p.get("replication_key_value"),
+                    ms_to_iso(p.get("replication_key_value")),
+                ]
+                for stream in ANALYTICS_ROWS
+                for p in bookmarks.get(stream, {}).get("partitions", [])
+            ],
+            [24, 16, 13, 24],
+        )
+    )
     print("\nFive flagged records (notAtCompany = true, newest first):")
     print(
         table(
@@ -192,6 +234,41 @@ def report(env: dict[str, t.Any]) -> None:
             [14, 16, 22, 22, 20],
         )
     )
+    start, end = landed["span"]["rows"][0]
+    print(
+        f"\nSales Navigator activity per seat, {ms_to_iso(start)[:16]} to {ms_to_iso(end)[:16]} "
+        "UTC (most active first):"
+    )
+    print(
+        table(
+            ["contract", "seat", "seat holder", "activities", "InMails", "views", "SSI"],
+            landed["seats"]["rows"],
+            [22, 10, 18, 10, 7, 5, 6],
+        )
+    )
+
+
+#: Activities per seat, with the seat holder and SSI from the latest seat export. LinkedIn does not
+#: publish the seat CSV's columns, so the tap keeps them all in the extraColumns JSON, as text
+#: (`column_types` can type them: `sales_seats.<column>`).
+SEAT_ACTIVITY_SQL = f"""
+with seats as (
+    select contract,
+           json_extract_string(extracolumns, '$.seatId')::bigint as seatid,
+           json_extract_string(extracolumns, '$.seatHolderName') as holder,
+           json_extract_string(extracolumns, '$.socialSellingIndex')::double as ssi,
+           row_number() over (partition by contract, seatid order by endat desc) as latest
+    from {SCHEMA}.sales_seats
+)
+select a.contract, a.seatid, s.holder, count(*) as activities,
+       count(*) filter (where a.activitytype = 'INMAIL_SENT') as inmails,
+       count(*) filter (where a.activitytype = 'PROFILE_VIEWED') as views,
+       s.ssi
+from {SCHEMA}.sales_activities a
+left join seats s on s.contract = a.contract and s.seatid = a.seatid and s.latest = 1
+group by a.contract, a.seatid, s.holder, s.ssi
+order by activities desc, a.contract, a.seatid
+"""
 
 
 def main() -> int:
@@ -218,8 +295,11 @@ def main() -> int:
             check=False,
         )
         status = run_pipeline(env)
-        jobs = sb.jobs
-    print(f"Sandbox stopped; {len(jobs)} export job(s) served.")
+        jobs, analytics_jobs = sb.jobs, sb.analytics_jobs
+    print(
+        f"Sandbox stopped; {len(jobs)} CRM and {len(analytics_jobs)} analytics export job(s) "
+        "served."
+    )
     if status != 0:
         print(f"meltano run failed (exit {status}); see {LOG}.")
         return status

@@ -261,7 +261,13 @@ def _analytics_families(
     assert analytics is not None  # noqa: S101 - called only when configured
     contracts = list_contracts(client)
     if analytics.contract_ids is not None:
-        chosen = list(analytics.contract_ids)
+        # Twice the same contract would be two partitions on one bookmark: every row twice.
+        chosen = list(dict.fromkeys(analytics.contract_ids))
+        for urn in chosen:
+            if analytics.contract_ids.count(urn) > 1:
+                LOGGER.warning(
+                    "Contract %s is listed twice in contract_ids; exporting it once.", urn
+                )
         visible = {c.urn for c in contracts}
         for urn in chosen:
             if urn not in visible:

@@ -297,6 +297,10 @@ class ExportDownloader:
                     gap.rows,
                     gap.expected,
                 )
+                # Either side may be wrong: ask for the job again (its rowCount and URL), so
+                # the second download is checked against LinkedIn's current answer.
+                with self._interruptible():
+                    self.scheduler.refresh(tracked)
                 continue
             finally:
                 response.close()

@@ -302,13 +302,30 @@ def resume_tasks(
 ) -> list[ExportTask]:
     """One task per window, each resuming the in-flight job remembered for that window.
 
-    In-flight jobs of windows no longer planned (the settings changed) are dropped with a note.
+    A window that was split in the last run (a job too big for LinkedIn) is planned whole again;
+    the halves remembered inside it are resumed as they were, and the rest of it gets tasks of its
+    own, so a half whose rows were partly emitted goes on from its position. In-flight jobs of
+    windows no longer planned (the settings changed) are dropped with a note.
     """
     remembered = {(job.window.start_at, job.window.end_at): job for job in state.in_flight()}
     tasks = []
     for window in windows:
         resume = remembered.pop((window.start_at, window.end_at), None)
-        tasks.append(ExportTask(partition=partition, window=window, resume=resume))
+        inside = [] if resume is not None else _inside(window, remembered.values())
+        if not inside:
+            tasks.append(ExportTask(partition=partition, window=window, resume=resume))
+            continue
+        assert window.end_at is not None  # noqa: S101 - only fixed windows hold others
+        start = window.start_at
+        for job in inside:
+            del remembered[(job.window.start_at, job.window.end_at)]
+            if job.window.start_at > start:
+                gap = Window(start, job.window.start_at)
+                tasks.append(ExportTask(partition=partition, window=gap))
+            tasks.append(ExportTask(partition=partition, window=job.window, resume=job))
+            start = t.cast("int", job.window.end_at)
+        if start < window.end_at:
+            tasks.append(ExportTask(partition=partition, window=Window(start, window.end_at)))
     for job in remembered.values():
         LOGGER.info(
             "%s: export job %s from the last run covers a window no longer planned; not resumed.",
@@ -316,6 +333,21 @@ def resume_tasks(
             job.job_id,
         )
     return tasks
+
+
+def _inside(window: Window, jobs: Iterable[InFlightJob]) -> list[InFlightJob]:
+    """The remembered jobs of parts of a fixed `window`, in order, none overlapping another."""
+    if window.end_at is None:
+        return []
+    inside: list[InFlightJob] = []
+    for job in sorted(jobs, key=lambda j: j.window.start_at):
+        end = job.window.end_at
+        if end is None or job.window.start_at < window.start_at or end > window.end_at:
+            continue
+        if inside and job.window.start_at < t.cast("int", inside[-1].window.end_at):
+            continue  # overlaps the one before (not a state this tap writes): not resumed
+        inside.append(job)
+    return inside
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,11 @@ class ExportType:
     action: str
     rows_stream: str
 
+    @property
+    def noun(self) -> str:
+        """How messages name its jobs' kind, e.g. "activity outcome"."""
+        return self.name.replace("_", " ")
+
 
 ACTIVITY = ExportType("activity", "exportActivityData", "sales_activities")
 ACTIVITY_OUTCOME = ExportType(
@@ -188,7 +193,7 @@ class SalesAnalyticsExports:
         return [
             Partition(
                 context={CONTRACT_KEY: urn, TYPE_KEY: self.export_type.name},
-                label=f"contract {urn} ({self.export_type.name.replace('_', ' ')} export)",
+                label=f"contract {urn} ({self.export_type.noun} export)",
                 key=urn,
             )
             for urn in self.contracts
@@ -221,7 +226,10 @@ class SalesAnalyticsExports:
                 "startAt": window.start_at,
                 "endAt": window.end_at,
             },
-            what=f"create an {self.export_type.name} export job for contract {task.partition.key}",
+            what=(
+                f"create {'an' if self.export_type.noun[0] in 'aeiou' else 'a'} "
+                f"{self.export_type.noun} export job for contract {task.partition.key}"
+            ),
             permission=PERMISSION,
         )
         body = json_object_body(response, "creating an analytics export job")
