@@ -67,6 +67,17 @@ RESERVED_FIELDS: dict[str, frozenset[str]] = {
 _OBJECT_FIELDS = frozenset({EXTRA_COLUMNS_FIELD, INVALID_VALUES_FIELD})
 
 
+def _flat(declared: Mapping[str, object]) -> list[tuple[str, object]]:
+    """`{"s": {"c": t}}` (Meltano's form of dotted keys) as `("s.c", t)`; other keys as they are."""
+    flat: list[tuple[str, object]] = []
+    for key, value in declared.items():
+        if isinstance(value, dict):
+            flat += [(f"{key}.{column}", type_name) for column, type_name in value.items()]
+        else:
+            flat.append((str(key), value))
+    return flat
+
+
 def column_types_by_stream(
     declared: Mapping[str, object], problems: list[str] | None = None
 ) -> dict[str, dict[str, ColumnType]]:
@@ -76,10 +87,10 @@ def column_types_by_stream(
     entries are reported in `problems` (or ignored when it is None) and left out.
     """
     result = {stream: dict(types) for stream, types in BUILTIN_COLUMN_TYPES.items()}
-    for key, type_name in declared.items():
-        stream, dot, column = str(key).partition(".")
+    for key, type_name in _flat(declared):
+        stream, dot, column = key.partition(".")
         if not dot:
-            stream, column = DEFAULT_COLUMN_STREAM, str(key)
+            stream, column = DEFAULT_COLUMN_STREAM, key
         problem = None
         if stream not in result:
             problem = (

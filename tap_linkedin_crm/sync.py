@@ -39,7 +39,13 @@ from tap_linkedin_crm.streams import (
     SALES_CONTRACTS,
     SALES_EXPORTS,
 )
-from tap_linkedin_crm.transport import LinkedInClient, install_log_redaction
+from tap_linkedin_crm.transport import RENEWAL_HINT, LinkedInClient, install_log_redaction
+
+#: What to do when LinkedIn refuses the member's token.
+MEMBER_RENEWAL_HINT = (
+    "Renew analytics_access_token, or get a refresh token with `linkedin-crm-auth` and set "
+    "refresh_token (with client_id and client_secret)."
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -113,7 +119,13 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
                 tokens = member_tokens(
                     settings.analytics, engine, session, on_refresh_token_rotated
                 )
-                client = api_client(engine, session, tokens, sleep=stopper.sleep)
+                client = api_client(
+                    engine,
+                    session,
+                    tokens,
+                    sleep=stopper.sleep,
+                    renewal_hint=MEMBER_RENEWAL_HINT,
+                )
                 try:
                     families += _analytics_families(settings, client, by_name, snapshots, now)
                 except LinkedInCRMError as exc:
@@ -167,16 +179,18 @@ def _session(engine: EngineSettings) -> requests.Session:
     return session
 
 
-def api_client(
+def api_client(  # noqa: PLR0913 - all are real, independent inputs
     engine: EngineSettings,
     session: requests.Session,
     tokens: TokenProvider,
     *,
     sleep: Callable[[float], None] = time.sleep,
     max_retries: int | None = None,
+    renewal_hint: str = RENEWAL_HINT,
 ) -> LinkedInClient:
     """A client of the API base URL with `tokens` (the run's, or a quick check's)."""
     return LinkedInClient(
+        renewal_hint=renewal_hint,
         api_url=engine.api_url,
         tokens=tokens,
         session=session,

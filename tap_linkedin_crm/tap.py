@@ -249,15 +249,31 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "column_types",
-        th.ObjectType(additional_properties=th.StringType(allowed_values=list(COLUMN_TYPE_NAMES))),
+        th.ObjectType(
+            additional_properties=th.CustomType(
+                {
+                    "anyOf": [
+                        {"type": "string", "enum": list(COLUMN_TYPE_NAMES)},
+                        {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "string",
+                                "enum": list(COLUMN_TYPE_NAMES),
+                            },
+                        },
+                    ]
+                }
+            )
+        ),
         default={},
         title="Column types",
         description=(
             "Types of CSV columns, `{column: type}` with type one of string, integer, number, "
             "boolean, timestamp; added to (or overriding) the built-in typed columns. A bare "
             "column name applies to crm_data_validation_records; `<stream>.<column>` (e.g. "
-            "`sales_seats.socialSellingIndex`) to that stream. Undeclared columns are kept as "
-            "strings in `extraColumns`."
+            "`sales_seats.socialSellingIndex`), or `{<stream>: {<column>: type}}` (what Meltano "
+            "makes of dotted names), to that stream. Undeclared columns are kept as strings in "
+            "`extraColumns`."
         ),
     ),
 ).to_dict()

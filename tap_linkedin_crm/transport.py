@@ -44,6 +44,11 @@ if t.TYPE_CHECKING:
 LOGGER = logging.getLogger("tap_linkedin_crm.transport")
 
 RETRIABLE_STATUSES = frozenset({500, 502, 503, 504})
+#: What to do when the app's token is refused (clients of the member's token say their own).
+RENEWAL_HINT = (
+    "Renew access_token, or configure client_id and client_secret so the tap can renew tokens "
+    "itself."
+)
 #: Tries of a daily-quota 429 before the sync stops: the quota resets only at UTC midnight.
 QUOTA_MAX_TRIES = 3
 #: Longest `Retry-After` honoured as given; longer ones are capped (and logged).
@@ -106,11 +111,15 @@ class LinkedInClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         retry_delay: float = 1.0,
+        renewal_hint: str = RENEWAL_HINT,
     ) -> None:
         """Keep the connection settings; `sleep` is injected so tests and SIGTERM can cut waits.
 
         `retry_delay` is the first backoff wait (`request_retry_delay`); it doubles per retry.
+        `renewal_hint` says what to do when LinkedIn refuses the token (which settings give it).
         """
+        self.renewal_hint = renewal_hint
+        self._quota_kind = "APPLICATION"
         self.api_url = api_url.rstrip("/")
         self.tokens = tokens
         self.session = session or requests.Session()
@@ -281,8 +290,8 @@ class LinkedInClient:
             if api_call and self._quota_spent:
                 msg = (
                     f"Not trying to {what}: LinkedIn's daily API quota was used up earlier in this "
-                    "run (429 APPLICATION DAY limit). It resets at midnight UTC; run the sync "
-                    "again after that. Bookmarks were not moved."
+                    f"run (429 {self._quota_kind} DAY limit). It resets at midnight UTC; run the "
+                    "sync again after that. Bookmarks were not moved."
                 )
                 raise QuotaExceededError(msg, status=429)
             try:
@@ -329,8 +338,7 @@ class LinkedInClient:
                     continue
                 msg = (
                     f"LinkedIn rejected the access token ({code or 'HTTP 401'}) while trying to "
-                    f"{what}. Renew access_token, or configure client_id and client_secret so the "
-                    "tap can renew tokens itself."
+                    f"{what}. {self.renewal_hint}"
                 )
                 raise AuthenticationError(msg, status=401)
             if status == 429:  # noqa: PLR2004
@@ -338,11 +346,13 @@ class LinkedInClient:
                 retry_after = _retry_after(response)
                 response.close()
                 delay = next(delays)
-                if "DAY limit" in str(body.get("message", "")):
+                message = str(body.get("message", ""))
+                if "DAY limit" in message:
+                    self._quota_kind = "MEMBER" if "MEMBER" in message.upper() else "APPLICATION"
                     if self._spend_quota_try():
                         msg = (
-                            f"LinkedIn's daily API quota is used up (429 APPLICATION DAY limit, "
-                            f"{QUOTA_MAX_TRIES} tries) while trying to {what}. It resets at "
+                            f"LinkedIn's daily API quota is used up (429 {self._quota_kind} DAY "
+                            f"limit, {QUOTA_MAX_TRIES} tries) while trying to {what}. It resets at "
                             "midnight UTC; run the sync again after that. Bookmarks were not moved."
                         )
                         raise QuotaExceededError(msg, status=429)

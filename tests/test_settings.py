@@ -208,3 +208,13 @@ def test_given_secret_of_wrong_type_when_tap_built_then_value_never_shown(
     assert "value of this secret setting is not shown" in text
     for shown in ("98765432123456789", "list", "object"):
         assert shown not in text
+
+
+def test_given_meltano_nested_column_types_when_loaded_then_they_apply_to_that_stream() -> None:
+    """Meltano turns `sales_seats.seatId` into `{"sales_seats": {"seatId": ...}}`."""
+    settings = load(column_types={"sales_seats": {"seatId": "integer"}, "title": "string"})
+    assert settings.column_types["sales_seats"] == {"seatId": "integer"}
+    tap = TapLinkedInCRM(config=config(column_types={"sales_seats": {"ssi": "number"}}))
+    assert tap.streams["sales_seats"].schema["properties"]["ssi"] == {"type": ["number", "null"]}
+    with pytest.raises(ConfigValidationError):
+        TapLinkedInCRM(config=config(column_types={"sales_seats": {"ssi": "float"}}))

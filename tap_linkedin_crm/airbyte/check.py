@@ -30,7 +30,7 @@ from tap_linkedin_crm.errors import (
 from tap_linkedin_crm.kinds.crm_validation import INSTANCE_KEY, JOBS_PATH, PERMISSION
 from tap_linkedin_crm.kinds.sales_analytics import CONTRACTS_PATH
 from tap_linkedin_crm.kinds.sales_analytics import PERMISSION as ANALYTICS_PERMISSION
-from tap_linkedin_crm.sync import api_client, crm_tokens, member_tokens
+from tap_linkedin_crm.sync import MEMBER_RENEWAL_HINT, api_client, crm_tokens, member_tokens
 from tap_linkedin_crm.transport import install_log_redaction
 
 if t.TYPE_CHECKING:
@@ -128,6 +128,7 @@ def check_analytics(
         session,
         member_tokens(analytics, engine, session),
         max_retries=min(engine.request_max_retries, CHECK_MAX_RETRIES),
+        renewal_hint=MEMBER_RENEWAL_HINT,
     )
     try:
         client.call(
