@@ -303,7 +303,10 @@ class TapLinkedInCRM(Tap):
         problems: list[str] = []
         if parse_env_config:
             # Typed here (numbers, booleans, lists without splitting URNs at their commas);
-            # the environment overrides files, as in the SDK.
+            # the environment overrides files, as in the SDK. The SDK's own settings
+            # (stream_maps, flattening_*, batch_config) join the schema first, so they are read
+            # from the environment too.
+            self.append_builtin_config(self.config_jsonschema)
             found, problems = environment_config(self.config_jsonschema, _env_prefix(self.name))
             merged = dict(config) if isinstance(config, dict) else {}
             if config is not None and not isinstance(config, dict):
