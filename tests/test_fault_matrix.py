@@ -904,6 +904,7 @@ def test_job_never_finishes_then_next_run_resumes_the_same_job(run_tap: RunTap) 
         assert b_done is not None
         forget_requests(sb)
         second = run_tap(config, first.final_state, timeout=60)
+        note_fired("job_never_finishes-resume", sb)
         assert second.returncode == 1
         assert not endpoint_calls(sb, "create", A), "the in-flight job was created again"
         assert {r.job_id for r in endpoint_calls(sb, "get", A)} == {job["jobId"]}
@@ -912,7 +913,6 @@ def test_job_never_finishes_then_next_run_resumes_the_same_job(run_tap: RunTap) 
         b_jobs = [j for j, info in sb.jobs.items() if info["instance"] == B]
         assert sb.jobs[max(b_jobs)]["exportStartAt"] == b_done
         assert_no_secrets(sb, first.stdout, first.stderr, second.stdout, second.stderr)
-        note_fired("job_never_finishes-resume", sb)
         TABLE.append(
             {
                 "fault": "job_never_finishes",
@@ -940,6 +940,7 @@ def test_job_gone_on_resume_then_new_job_for_the_same_window(run_tap: RunTap) ->
         sb.clock.advance(8 * 86400)
         forget_requests(sb)
         second = run_tap(config, first.final_state, timeout=60)
+        note_fired("job-gone-on-resume", sb)
         assert second.returncode == 0, second.stderr[-2000:]
         assert any(r.status == 404 and r.job_id == old["jobId"] for r in sb.requests)
         assert "gone (HTTP 404" in second.stderr
@@ -949,7 +950,6 @@ def test_job_gone_on_resume_then_new_job_for_the_same_window(run_tap: RunTap) ->
         assert sb.jobs[new]["exportStartAt"] == old["exportStartAt"]
         assert len(endpoint_calls(sb, "create", A)) == 1
         assert_no_secrets(sb, first.stdout, first.stderr, second.stdout, second.stderr)
-        note_fired("job-gone-on-resume", sb)
         TABLE.append(
             {
                 "fault": "job gone (404)",
@@ -1056,6 +1056,7 @@ def test_forbidden_on_the_resume_of_a_remembered_job_then_new_job(run_tap: RunTa
         forget_requests(sb)
         sb.add_fault(Fault("forbidden", endpoint="get", instance=A, times=1))
         second = run_tap(config, first.final_state, timeout=60)
+        note_fired(case.id, sb)
         assert second.returncode == 0, second.stderr[-2000:]
         assert any(r.status == 403 and r.job_id == old["jobId"] for r in sb.requests)
         assert "is gone (HTTP 403" in second.stderr
@@ -1065,7 +1066,6 @@ def test_forbidden_on_the_resume_of_a_remembered_job_then_new_job(run_tap: RunTa
         assert sb.jobs[new]["exportStartAt"] == old["exportStartAt"]
         assert len(endpoint_calls(sb, "create", A)) == 1
         assert_no_secrets(sb, first.stdout, first.stderr, second.stdout, second.stderr)
-        note_fired(case.id, sb)
         table_row(
             "forbidden",
             "403 on the GET of the in-flight job, resume",
@@ -1089,6 +1089,7 @@ def test_completed_jobs_never_listing_files_never_fail_a_run(run_tap: RunTap) ->
         sb.clock.advance(86_400)
         forget_requests(sb)
         second = run_tap(config, first.final_state, timeout=60)
+        note_fired(case.id, sb)
         assert second.returncode == 0, second.stderr[-2000:]
         assert_instance_empty(noted, sb, second, A)
         first_mark, second_mark = bookmark(first.final_state, A), bookmark(second.final_state, A)
@@ -1097,7 +1098,6 @@ def test_completed_jobs_never_listing_files_never_fail_a_run(run_tap: RunTap) ->
         assert second_mark > first_mark
         a_jobs = sorted(j for j, info in sb.jobs.items() if info["instance"] == A)
         assert sb.jobs[a_jobs[-1]]["exportStartAt"] == first_mark  # went on from the bookmark
-        note_fired(case.id, sb)
         table_row(
             "download_urls_missing (null)",
             "no URLs on every run",
@@ -1130,11 +1130,11 @@ def test_null_export_window_after_a_day_old_bookmark_moves_the_bookmark_on(
         assert moved > day_old
         forget_requests(sb)
         third = run_tap(config, second.final_state, timeout=60)
+        note_fired(case.id, sb)
         assert third.returncode == 0, third.stderr[-2000:]
         [create] = endpoint_calls(sb, "create", A)
         assert create.job_id is not None
         assert sb.jobs[create.job_id]["exportStartAt"] == moved  # not 30 days back
-        note_fired(case.id, sb)
         table_row(
             "null_export_window",
             "null window on a job from a day-old bookmark, then a third run",
@@ -1177,6 +1177,7 @@ def test_analytics_row_count_mismatch_fails_the_window_then_the_next_run_finishe
         [job] = failed[0]["inFlightJobs"]
         assert "replication_key_value" not in failed[0]
         second = run_tap(config, first.final_state, timeout=60)
+        note_fired("row_count_mismatch-then-resume", sb)
         assert second.returncode == 0, second.stderr[-2000:]
         emitted = [
             r["rowNumber"]
@@ -1187,7 +1188,6 @@ def test_analytics_row_count_mismatch_fails_the_window_then_the_next_run_finishe
         expected = len(sb.expected_rows(job["jobId"]))
         assert sorted(emitted) == list(range(1, expected + 1))  # each row once over both runs
         assert_no_secrets(sb, first.stdout, first.stderr, second.stdout, second.stderr)
-        note_fired("row_count_mismatch-then-resume", sb)
         table_row(
             "row_count_mismatch",
             "analytics rowCount off by one, then resume",
@@ -1246,12 +1246,12 @@ def test_member_denies_the_authorization(variant: str, tmp_path: Path) -> None:
     )
     with Sandbox(scenario) as sb:
         result = run_authorization(sb, tmp_path)
+        note_fired("authorization_denied", sb)
         assert result.returncode == 1
         assert "LinkedIn refused the authorization: The member did not approve" in result.stderr
         assert not endpoint_calls(sb, "token"), "a code was exchanged although none was given"
         assert "Traceback" not in result.stderr
         assert CLIENT_SECRET not in result.stdout + result.stderr
-        note_fired("authorization_denied", sb)
         table_row(
             f"authorization_denied ({variant})",
             "linkedin-crm-auth, the member declines",
@@ -1270,6 +1270,7 @@ def test_token_redirect_during_the_code_exchange_is_not_followed(
     )
     with Sandbox(scenario) as sb:
         result = run_authorization(sb, tmp_path)
+        note_fired("redirect-code-exchange", sb)
         assert result.returncode == 1
         assert f"redirect (HTTP {status})" in result.stderr
         assert "does not follow it" in result.stderr
@@ -1277,7 +1278,6 @@ def test_token_redirect_during_the_code_exchange_is_not_followed(
         assert (token.status, token.client_secret_sent) == (status, True)
         assert not endpoint_calls(sb, "token_redirected")
         assert_no_secrets(sb, result.stdout, result.stderr)
-        note_fired("redirect-code-exchange", sb)
         table_row(
             f"redirect ({status})",
             "linkedin-crm-auth, token endpoint redirects the code exchange",
@@ -1313,12 +1313,12 @@ def test_full_tmpdir_during_the_gzip_check_names_the_cause_and_the_directory(
             {"TMPDIR": str(tmpdir), "PYTHONDONTWRITEBYTECODE": "1"},
             preexec_fn=_files_of_at_most_1_kib,
         )
+        note_fired(case.id, sb)
         outcome, lost, duplicated = judge(case, sb, t.cast("TapRun", run))
         assert f"cannot keep the temporary copy of a gzip download in {tmpdir}" in run.stderr
         assert "(File too large)" in run.stderr
         assert "set TMPDIR to a writable directory" in run.stderr
         assert_no_secrets(sb, run.stdout, run.stderr)
-        note_fired(case.id, sb)
         table_row(
             case.fault,
             "gzip spool write fails (EFBIG)",

@@ -72,14 +72,19 @@ def config(sb: Sandbox) -> dict[str, t.Any]:
     return sb.tap_config(crm_instance_ids=[A, B], request_retry_delay=0.05, start_date=START_DATE)
 
 
-def read_until_rows(proc: subprocess.Popen[str]) -> list[str]:
-    """Read stdout up to the first row of A; then the test decides what the consumer does."""
+def read_until_rows(proc: subprocess.Popen[str], *, checkpoint: bool = False) -> list[str]:
+    """Read stdout up to the first row of A (with `checkpoint`: up to the first STATE that holds
+    rows of A); then the test decides what the consumer does."""
     assert proc.stdout is not None
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith('{"type":"RECORD","stream":"crm_data_validation_records"'):
+        if not checkpoint and line.startswith('{"type":"RECORD","stream":"' + RECORDS):
             return lines
+        if checkpoint and line.startswith('{"type":"STATE"'):
+            job = in_flight(json.loads(line)["value"], A)
+            if job is not None and job.get("rowsDone"):
+                return lines
     pytest.fail("the tap wrote no row")
 
 
@@ -121,7 +126,8 @@ def test_given_sigterm_while_the_consumer_stopped_reading_then_130_within_5_s_an
 ) -> None:
     proc = start_tap(tmp_path, config(sandbox), None, "blocked", unbuffered=False)
     try:
-        head = read_until_rows(proc)
+        # From a checkpoint inside A's first file on, the resume must skip the rows it covers.
+        head = read_until_rows(proc, checkpoint=True)
         deadline = time.monotonic() + 30
         while not pipe_is_full(proc):  # the consumer reads no more: the tap fills the pipe
             assert time.monotonic() < deadline, "the pipe never filled"
@@ -147,6 +153,8 @@ def test_given_sigterm_while_the_consumer_stopped_reading_then_130_within_5_s_an
     kept, state = committed(messages)
     job = in_flight(state, A)
     assert job is not None, "the last STATE does not hold A's job"
+    assert job["rowsDone"] or job["fileIndex"]
+    assert len(kept) >= job["rowsDone"] > 0
     # The last STATE resumes the sync: committed rows + the resumed run = every row once.
     second = run_tap(config(sandbox), state, timeout=60)
     assert second.returncode == 0, second.stderr[-2000:]
