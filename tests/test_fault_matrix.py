@@ -1,7 +1,8 @@
 """Fault matrix: the real `tap-linkedin-crm` process against the sandbox, one case per fault.
 
-Every case runs two CRM instances: A (plain CSV, 3 files) takes the fault unless said otherwise,
-B (gzip, 2 files) must be synced whatever happens to A (one bad instance never stops the others).
+Every case runs two CRM instances: A (plain CSV, 3 files, or one file of many MiB where the case
+says so) takes the fault unless said otherwise, B (gzip, 2 files) must be synced whatever happens
+to A (one bad instance never stops the others).
 After each run: every generated row of the job whose rows were emitted came out exactly once, in
 order, with its values, and the bookmark moved to that job's `nextExportStartAt`; or, where the
 fault cannot be survived, the bookmark did not move, the exit status is non-zero and the error
