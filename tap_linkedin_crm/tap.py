@@ -506,18 +506,21 @@ def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
 
     Raises:
         LinkedInCRMError: The file is not JSON.
+        InvalidStateError: The state is JSON but not a state (the SDK would drop `[]` silently).
     """
     if handle is None:
         return None
     text = handle.read()
     try:
-        json.loads(text)
+        parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         msg = (
             f"The --{name} file is not valid JSON ({exc.msg} at line {exc.lineno}, column "
             f"{exc.colno}); pass the file the tap's last STATE message (or --discover) gave."
         )
         raise LinkedInCRMError(msg) from None
+    if name == "state":
+        normalize_state(parsed)  # checked again (and its notes logged) when the tap loads it
     return io.StringIO(text)
 
 

@@ -434,10 +434,21 @@ def json_object_body(response: requests.Response, what: str) -> dict[str, t.Any]
     if not isinstance(body, dict):
         msg = (
             f"LinkedIn's answer to {what} is JSON but not an object "
-            f"(a {type(body).__name__}, HTTP {response.status_code})."
+            f"({_json_kind(body)}, HTTP {response.status_code})."
         )
         raise MalformedResponseError(msg, status=response.status_code)
     return body
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in JSON's words ("an array", "null"), for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a string" if isinstance(value, str) else "an array"
 
 
 def describe_network_error(exc: BaseException, url: str, timeout: float) -> str:

@@ -29,6 +29,7 @@ COLUMN_TYPES: tuple[ColumnType, ...] = COLUMN_TYPE_NAMES
 
 # How the C csv module words the error for a field over its limit.
 _FIELD_LIMIT_ERROR = "field larger than field limit"
+_BARE_CR_ERROR = "new-line character seen in unquoted field"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,12 @@ class CsvDecoder:
                 msg = (
                     f"{self.label}: {self._where()} has a field longer than {MAX_FIELD_CHARS:,}"
                     " characters: an unterminated quote, or a value too large to be real"
+                )
+            elif str(exc).startswith(_BARE_CR_ERROR):
+                # The csv module's own text suggests opening the file differently; no help here.
+                msg = (
+                    f"{self.label}: {self._where()} is not valid CSV: a CR outside quotes "
+                    "without an LF after it (CR-only line endings?)"
                 )
             else:
                 msg = f"{self.label}: {self._where()} is not valid CSV: {exc}"

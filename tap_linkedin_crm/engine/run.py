@@ -297,15 +297,17 @@ class ExportRun:
         assert job is not None  # noqa: S101 - completed
         rows: int | None = None
         byte_count: int | None = None
+        empty_files = 0
         if family.rows is not None:
-            rows, byte_count = self._emit_rows(prun, leaf)
+            rows, byte_count, empty_files = self._emit_rows(prun, leaf)
             job = leaf.job  # it may have been replaced while downloading
             assert job is not None  # noqa: S101
         created_at = leaf.created_at or int(time.time() * 1000)
         if family.exports is not None:
             facts = {
                 "downloadUrls": [redact_url(u) for u in job.download_urls],
-                "fileCount": len(job.download_urls),
+                # Files that held a CSV header: a 0-byte file taken as empty is not counted.
+                "fileCount": len(job.download_urls) - empty_files,
                 "rowCount": rows,
                 "byteCount": byte_count,
                 "attempts": leaf.attempt,
@@ -349,8 +351,12 @@ class ExportRun:
         )
         self._checkpoint()
 
-    def _emit_rows(self, prun: PartitionRun, leaf: TrackedJob) -> tuple[int, int]:
-        """Write every row of the job's files; return the rows and bytes this run emitted."""
+    def _emit_rows(self, prun: PartitionRun, leaf: TrackedJob) -> tuple[int, int, int]:
+        """Write every row of the job's files.
+
+        Returns:
+            The rows and bytes this run emitted, and how many files were taken as empty.
+        """
         family = prun.family
         kind = family.kind
         stream = family.rows
@@ -409,7 +415,7 @@ class ExportRun:
             finally:
                 if emitted != counted:
                     counter.increment(emitted - counted)
-        return emitted, sum(downloader.file_bytes)
+        return emitted, sum(downloader.file_bytes), len(downloader.files_empty)
 
     # State ------------------------------------------------------------------------------------
 
