@@ -85,7 +85,10 @@ class CountingReader:
         try:
             data: bytes = self._raw.read(size if size is not None and size >= 0 else READ_CHUNK)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            msg = f"the download broke off after {self.bytes_read} bytes ({type(exc).__name__})"
+            cause = type(exc).__name__
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+                cause = "no data within request_timeout"
+            msg = f"the download broke off after {self.bytes_read} bytes ({cause})"
             raise DownloadIncompleteError(msg) from None
         self.bytes_read += len(data)
         return data

@@ -277,7 +277,7 @@ class ExportRun:
 
     def _fail(self, prun: PartitionRun, error: BaseException) -> None:
         prun.error = error
-        LOGGER.error("%s: %s", prun.partition.label, error)
+        LOGGER.error("%s: %s", prun.partition.label, _unlabelled(prun.partition.label, error))
         self.scheduler.cancel(prun.tracked)
         self._checkpoint()
 
@@ -494,7 +494,11 @@ class ExportRun:
 
 def _unlabelled(label: str, error: BaseException) -> str:
     """The error's message without a leading partition label (it is said once already)."""
-    return str(error).removeprefix(f"{label}: ")
+    text = str(error)
+    for prefix in (f"{label}: ", f"{label} "):
+        if text.startswith(prefix):
+            return text.removeprefix(prefix)
+    return text
 
 
 def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:
