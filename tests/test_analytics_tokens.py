@@ -9,6 +9,7 @@ import pytest
 from analytics_kit import ACTIVITIES, analytics_config, bookmark, midnight
 from faultkit import assert_no_secrets
 
+from tap_linkedin_crm.engine.scheduler import DEFAULT_WORKERS
 from tap_linkedin_crm.sandbox import ACTIVITY, EMEA_CONTRACT, Fault, Sandbox, Scenario
 
 if t.TYPE_CHECKING:
@@ -58,8 +59,11 @@ def test_an_expired_access_token_is_renewed_with_the_refresh_grant(
     result = run_tap(config(sandbox))
     assert_synced(sandbox, result)
     assert [f.kind for f in sandbox.fired_faults] == ["token_expired"]
-    assert token_requests(sandbox) == [200, 200]
-    assert [r.status for r in sandbox.requests if r.status == 401] == [401]
+    assert token_requests(sandbox) == [200, 200]  # renewed once
+    # Polls run on a few worker threads: each one in flight with the old token may get a 401
+    # before the renewal (then retries with the new token); never more than the workers.
+    refused = [r.status for r in sandbox.requests if r.status == 401]
+    assert 1 <= len(refused) <= DEFAULT_WORKERS
 
 
 def test_an_access_token_near_its_expiry_is_renewed_before_it_is_refused(
