@@ -303,7 +303,10 @@ class TapLinkedInCRM(Tap):
         problems: list[str] = []
         if parse_env_config:
             # Typed here (numbers, booleans, lists without splitting URNs at their commas);
-            # the environment overrides files, as in the SDK.
+            # the environment overrides files, as in the SDK. The SDK adds its built-in settings
+            # (batch_config, stream_maps, flattening) to the schema only when it first needs
+            # them: add them now, or their variables would be ignored.
+            self.append_builtin_config(self.config_jsonschema)
             found, problems = environment_config(self.config_jsonschema, _env_prefix(self.name))
             merged = dict(config) if isinstance(config, dict) else {}
             if config is not None and not isinstance(config, dict):
