@@ -279,6 +279,8 @@ class Killed:
     returncode: int
     stderr: str
     parts_after_kill: list[Path]
+    #: The messages up to the one after which the signal was sent: what the consumer had read.
+    consumed: list[Message]
 
 
 def run_and_kill(
@@ -300,6 +302,7 @@ def run_and_kill(
     watched = Watched(root, [])
     sent = False
     parts: list[Path] = []
+    consumed: list[Message] = []
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -310,6 +313,7 @@ def run_and_kill(
                 if sig:
                     proc.send_signal(sig)
                 sent = True
+                consumed = list(watched.messages)
                 if sig == signal.SIGKILL:
                     proc.wait(timeout=30)
                     parts = part_files(root)
@@ -319,7 +323,7 @@ def run_and_kill(
         proc.kill()
     assert sent, f"{name}: the kill point was never reached"
     stderr = (tmp_path / f"{name}-stderr.log").read_text()
-    return Killed(watched.messages, proc.returncode, stderr, parts)
+    return Killed(watched.messages, proc.returncode, stderr, parts, consumed)
 
 
 def while_polling(w: Watched) -> bool:
@@ -398,18 +402,20 @@ def test_kill_9_then_resume_from_last_state_gives_every_row_once_in_files_announ
     cfg = crash_config(sandbox, root)
     first = run_and_kill(tmp_path, cfg, f"kill-{point}", KILL_POINTS[point])
     assert first.returncode == -signal.SIGKILL
-    seen, state = before_last_state(first.messages)
+    # The consumer had read up to the kill point (the tap may have written a line or two more
+    # before the signal landed): it committed the files announced up to its last STATE.
+    seen, state = before_last_state(first.consumed)
     assert state, "the killed run wrote no STATE"
     # A STATE follows only files already announced: every STATE's position is covered.
     assert_states_follow_files(first.messages)
     if point == "mid-file":
         assert first.parts_after_kill, "the kill did not land while a file was being written"
-    else:
+    if point == "while-polling":
         assert not first.parts_after_kill
 
     second = run_tap(cfg, state, timeout=90)
     assert second.returncode == 0, second.stderr[-2000:]
-    if point == "mid-file":
+    if first.parts_after_kill:
         assert "a batch file a stopped tap left unfinished" in second.stderr
 
     kept = records_by_stream(read_announced(seen)).get(RECORDS, [])
@@ -423,8 +429,8 @@ def test_kill_9_then_resume_from_last_state_gives_every_row_once_in_files_announ
     assert visible_files(root) == {uri_path(u) for u in first_uris + second_uris}
     if point == "after-batch-before-state":
         # The consumer saw the file, not its STATE: its rows come again, in a new file.
-        assert first.messages[-1]["type"] == "BATCH"
-        assert first_uris[-1] not in manifests(seen)
+        assert first.consumed[-1]["type"] == "BATCH"
+        assert manifests(first.consumed)[-1] not in manifests(seen)
 
 
 def assert_states_follow_files(messages: list[Message]) -> None:
@@ -467,15 +473,13 @@ def test_storage_failing_mid_run_stops_before_any_further_state_and_resumes(
     sandbox: Sandbox, run_tap: RunTap, tmp_path: Path
 ) -> None:
     """The root vanishes after the first file of the big instance: the tap stops at once."""
-    root = tmp_path / "batches"
+    root, moved = tmp_path / "batches", tmp_path / "moved"
     cfg = crash_config(sandbox, root)
 
     def break_root(w: Watched) -> bool:
         if w.last["type"] != "STATE" or w.count("BATCH") != 2:
             return False
-        for path in root.iterdir():
-            path.rename(tmp_path / path.name)  # kept aside: the target read them already
-        root.rmdir()
+        root.rename(moved)  # the target read the announced files already
         root.write_text("not a directory any more")
         return True
 
@@ -486,10 +490,10 @@ def test_storage_failing_mid_run_stops_before_any_further_state_and_resumes(
     batches = [i for i, m in enumerate(first.messages) if m["type"] == "BATCH"]
     states = [i for i, m in enumerate(first.messages) if m["type"] == "STATE"]
     assert len(batches) == 2, "a file was announced after the storage failed"
-    # Rows written after the last announced file may only be covered by no STATE at all.
+    # The last STATE covers exactly the rows of the files announced before it, not one more.
     _, state = before_last_state(first.messages)
     assert states[-1] > batches[-1]
-    seen_rows = len(records_by_stream(read_back(first.messages, tmp_path))[RECORDS])
+    seen_rows = len(records_by_stream(read_back(first.messages, moved))[RECORDS])
     job = in_flight(state, BIG)
     assert job is not None
     assert job["fileIndex"] * FILE_ROWS + job["rowsDone"] == seen_rows - 120
@@ -497,7 +501,7 @@ def test_storage_failing_mid_run_stops_before_any_further_state_and_resumes(
     root.unlink()
     second = run_tap(cfg, state, timeout=90)
     assert second.returncode == 0, second.stderr[-2000:]
-    kept = records_by_stream(read_back(first.messages, tmp_path))[RECORDS]
+    kept = records_by_stream(read_back(first.messages, moved))[RECORDS]
     resumed = records_by_stream(read_announced(second.messages))[RECORDS]
     assert_every_row_once(sandbox, kept, resumed, second.final_state)
 

@@ -263,7 +263,9 @@ class PendingFile:
         with contextlib.suppress(Exception):
             self.handle.close()
         if self.part is not None:
-            with contextlib.suppress(FileNotFoundError):
+            # Best effort, also while an error is on its way out: a part left behind is hidden,
+            # and the next run on this host removes it.
+            with contextlib.suppress(OSError):
                 os.remove(self.part)  # noqa: PTH107 - a path string from fsspec
 
 
