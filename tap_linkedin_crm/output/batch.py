@@ -49,8 +49,8 @@ LOGGER = logging.getLogger("tap_linkedin_crm.output")
 DEFAULT_BATCH_SIZE = 10_000
 #: Encoded jsonl bytes collected before they go to the (gzip) file: one call per block, not per row.
 BLOCK_BYTES = 256 * 1024
-#: gzip level 1: about 3 times faster than the default 6 for files about 15% larger. The tap
-#: shares the machine with the target that decodes the files; the CPU is better spent there.
+#: gzip level 1: on the sandbox's rows twice as fast as level 6 (0.08 s against 0.18 s for 50,000
+#: records), for files a fifth larger. The tap often shares the machine with the target.
 GZIP_LEVEL = 1
 _SUFFIXES = {("jsonl", "gzip"): ".jsonl.gz", ("jsonl", "none"): ".jsonl"}
 #: A run id: UTC second, process id, random part (`file_name`).
