@@ -9,7 +9,7 @@ never runs ahead of announced data and a resumed run starts after the last annou
 Files are written under a hidden name and renamed when complete (object stores publish an object
 only when it is committed), so a crash never leaves a half-written file under a name a target
 reads; a later run on the same machine removes the hidden files of stopped taps. Names carry the
-run's own id (time, host process id, random part), so two runs or two instances never collide and a
+run's own id (time, process id, random part), so two runs or two instances never collide and a
 resumed run never announces a file twice. A file that cannot be written stops the run before any
 further STATE, like a target that stopped reading: the last STATE still resumes it.
 """
@@ -75,8 +75,9 @@ class BatchSettings:
     root: str
     prefix: str
     batch_size: int
-    #: `storage.params`: fsspec storage options (credentials, endpoint) for the root's filesystem.
-    params: Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
+    #: `storage.params`: fsspec storage options (credentials, endpoint) for the root's filesystem;
+    #: never in a repr, as they may hold secrets.
+    params: Mapping[str, t.Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, t.Any]) -> BatchSettings:
