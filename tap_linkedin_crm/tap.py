@@ -16,7 +16,7 @@ import dotenv
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, MappingError
-from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.helpers.capabilities import BATCH_CONFIG, PluginCapabilities, TapCapabilities
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
 from tap_linkedin_crm.engine.state import normalize_state
@@ -279,12 +279,29 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
 ).to_dict()
 
 
+def with_batch_size(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """`schema` with the SDK's `batch_config` setting, plus the `batch_size` the SDK reads.
+
+    The SDK's schema of `batch_config` lacks `batch_size`, so Meltano would not pass it (or pass
+    it as text); declared here, the SDK (which adds only settings a tap lacks) keeps this one.
+    """
+    batch = copy.deepcopy(BATCH_CONFIG["properties"]["batch_config"])
+    batch.setdefault("properties", {})["batch_size"] = {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "title": "Batch size",
+        "description": "Records per batch file (default 10000).",
+    }
+    schema["properties"]["batch_config"] = batch
+    return schema
+
+
 class TapLinkedInCRM(Tap):
     """Singer tap for LinkedIn Sales Navigator export APIs (CRM Data Validation, Analytics)."""
 
     name = "tap-linkedin-crm"
     # A copy: the SDK adds its built-in settings (stream_maps, ...) to the tap's schema dict.
-    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)
+    config_jsonschema = with_batch_size(copy.deepcopy(CONFIG_SCHEMA))
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         TapCapabilities.CATALOG,
         TapCapabilities.DISCOVER,
