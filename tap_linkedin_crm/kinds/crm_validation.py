@@ -8,14 +8,14 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import typing as t
 
 from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
-from tap_linkedin_crm.jobs import ExportJob, normalize_status
+from tap_linkedin_crm.jobs import ExportJob
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
+from tap_linkedin_crm.kinds.payload import job_status, whole_number
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -151,10 +151,7 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         MalformedResponseError: A field has the wrong type; the message names it.
     """
     where = f"LinkedIn's description of export job {job_id}"
-    status = body.get("status")
-    if not isinstance(status, str) or not status.strip():
-        msg = f"{where} has no status (got {status!r})."
-        raise MalformedResponseError(msg)
+    status = job_status(body, where)
     raw_id = body.get("jobId", body.get("id", job_id))
     urls = body.get("downloadUrls")
     if urls is not None and (
@@ -164,32 +161,13 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         raise MalformedResponseError(msg)
     return ExportJob(
         job_id=whole_number(raw_id, where, "jobId") or job_id,
-        status=normalize_status(status),
+        status=status,
         download_urls=tuple(urls or ()),
         start_at=whole_number(body.get("exportStartAt"), where, "exportStartAt"),
         end_at=whole_number(body.get("exportEndAt"), where, "exportEndAt"),
         next_start_at=whole_number(body.get("nextExportStartAt"), where, "nextExportStartAt"),
         expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
     )
-
-
-def whole_number(value: object, where: str, field: str) -> int | None:
-    """An integer field (ids, epoch ms) of a job body; numeric strings are accepted."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        msg = f"{where}: {field} is a boolean."
-        raise MalformedResponseError(msg)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        # isdigit() also admits "--5" and "²", which int() refuses.
-        with contextlib.suppress(ValueError):
-            return int(value)
-    msg = f"{where}: {field} is {value!r}, not a number."
-    raise MalformedResponseError(msg)
 
 
 def _job_id(response: requests.Response, urn: str) -> int:

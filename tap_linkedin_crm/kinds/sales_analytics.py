@@ -21,9 +21,10 @@ import pendulum
 
 from tap_linkedin_crm.engine.state import ANALYTICS_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
-from tap_linkedin_crm.jobs import ExportJob, JobStatus, normalize_status
+from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.crm_validation import date_header_ms, whole_number
+from tap_linkedin_crm.kinds.crm_validation import date_header_ms
+from tap_linkedin_crm.kinds.payload import job_status, whole_number
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
@@ -307,10 +308,7 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         MalformedResponseError: A field has the wrong type; the message names it.
     """
     where = f"LinkedIn's description of analytics export job {job_id}"
-    status = body.get("status")
-    if not isinstance(status, str) or not status.strip():
-        msg = f"{where} has no status (got {status!r})."
-        raise MalformedResponseError(msg)
+    status = job_status(body, where)
     url = body.get("downloadUrl")
     if url is not None and (not isinstance(url, str) or not url):
         msg = f"{where}: downloadUrl is not a URL."
@@ -321,7 +319,7 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         raise MalformedResponseError(msg)
     return ExportJob(
         job_id=whole_number(body.get("id"), where, "id") or job_id,
-        status=normalize_status(status),
+        status=status,
         download_urls=(url,) if url else (),
         expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
         row_count=row_count,
