@@ -327,6 +327,29 @@ def test_full_refresh_ignores_the_state_and_exports_from_start_date(
     assert all(job["exportStartAt"] == start_ms for job in new)
 
 
+def test_a_records_stream_whose_state_was_cleared_is_exported_from_start_date_again(
+    source: Source, sandbox: Sandbox
+) -> None:
+    """Airbyte's "Clear data" of one stream (or adding it to a connection) drops its state only.
+
+    The stream's table is emptied, so it must get every row again, not only the rows after the
+    bookmark the exports stream still holds.
+    """
+    config = config_for(sandbox, start_date=START_DATE.isoformat())
+    catalog = configured_catalog(source.discover(config))
+    first = source("read", config=config, catalog=catalog)
+    assert first.returncode == 0, first.stderr
+    known = set(sandbox.jobs)
+    kept = [s for s in first.last_states() if s["stream"]["stream_descriptor"]["name"] == EXPORTS]
+    again = source("read", config=config, catalog=catalog, state=kept)
+    assert again.returncode == 0, again.stderr
+    start_ms = int(START_DATE.timestamp() * 1000)
+    new = [job for job_id, job in sandbox.jobs.items() if job_id not in known]
+    assert sorted(job["exportStartAt"] for job in new) == [start_ms, start_ms]
+    assert {r["jobId"] for r in again.records(RECORDS)} == {job["jobId"] for job in new}
+    assert "has no state of its own" in again.stderr
+
+
 @pytest.mark.parametrize("wrapped", [False, True], ids=["singer-state", "meltano-state-get"])
 def test_a_singer_state_carried_over_from_meltano_is_resumed(
     source: Source, sandbox: Sandbox, run_tap: t.Any, wrapped: bool
