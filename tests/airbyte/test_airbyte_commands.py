@@ -164,6 +164,31 @@ def test_check_without_the_permission_fails_naming_it(source: Source) -> None:
         assert_no_secrets(sb, run.stdout, run.stderr)
 
 
+def test_check_hands_a_rotated_refresh_token_to_the_platform(source: Source) -> None:
+    """Should LinkedIn rotate the refresh token (revoking the old one) while checking, the next
+    read only works with the new one: the platform stores it from a CONTROL message."""
+    with Sandbox(Scenario(rotate_refresh_tokens=True)) as sb:
+        config = config_for(sb, analytics=True)
+        run = source("check", config=config)
+        assert run.returncode == 0, run.stderr
+        assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+        (control,) = run.of_type("CONTROL")
+        stored = control["control"]["connectorConfig"]["config"]
+        assert stored["refresh_token"] != config["refresh_token"]
+        assert stored == {**config, "refresh_token": stored["refresh_token"]}
+        # A read rotates it again; the config it hands back is the one given, new token aside.
+        catalog = configured_catalog(source.discover(stored), ["sales_contracts"])
+        read = source("read", config=stored, catalog=catalog)
+        assert read.returncode == 0, read.stderr
+        (control,) = read.of_type("CONTROL")
+        latest = control["control"]["connectorConfig"]["config"]
+        assert latest == {**stored, "refresh_token": latest["refresh_token"]}
+        again = source("check", config=latest)
+        assert again.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+        tokens = (stored["refresh_token"], latest["refresh_token"])
+        assert not any(token in run.stderr + read.stderr for token in tokens)
+
+
 def test_check_of_an_invalid_configuration_fails_without_calling_linkedin(
     source: Source, sandbox: Sandbox
 ) -> None:
