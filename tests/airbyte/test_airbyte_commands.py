@@ -438,6 +438,18 @@ def test_a_failed_instance_leaves_its_streams_incomplete_and_the_others_synced(
         assert_no_secrets(sb, run.stdout, run.stderr)
 
 
+def test_a_crm_instance_linkedin_does_not_know_is_a_config_error(source: Source) -> None:
+    unknown = "urn:li:crmInstance:(SFDC,00D000000000001AAA)"
+    with Sandbox(Scenario(unknown_instance_status=404)) as sb:
+        config = config_for(sb, crm_instance_ids=[unknown])
+        run = source("read", config=config, catalog=configured_catalog(source.discover(config)))
+        assert run.returncode == 1
+        (error,) = run.errors
+        assert error["failure_type"] == "config_error"
+        assert unknown in error["message"]
+        assert "not found" in error["message"]
+
+
 def test_linkedin_failing_with_5xx_is_a_transient_error(source: Source) -> None:
     with Sandbox(
         Scenario(faults=[Fault("error", endpoint="create", status=503, times=None)])
