@@ -470,6 +470,7 @@ def test_linkedin_failing_with_5xx_is_a_transient_error(source: Source) -> None:
         ("bad-state", "State message 0"),
         ("not-json-state", "not valid JSON"),
         ("unknown-stream", "no_such_stream"),
+        ("exports-in-full-refresh", "cannot be read in different sync modes"),
     ],
 )
 def test_bad_inputs_end_the_read_as_a_config_error_before_any_call(
@@ -484,6 +485,11 @@ def test_bad_inputs_end_the_read_as_a_config_error_before_any_call(
         state = [{"type": "STREAM", "stream": "nope"}]
     elif case == "not-json-state":
         state = RawText("[{")
+    elif case == "exports-in-full-refresh":
+        # Exports in full refresh would export every row of the incremental records stream
+        # again on every read.
+        (exports,) = [s for s in catalog["streams"] if s["stream"]["name"] == EXPORTS]
+        exports["sync_mode"] = "full_refresh"
     else:
         catalog["streams"][0]["stream"]["name"] = "no_such_stream"
     run = source("read", config=config, catalog=catalog, state=state)

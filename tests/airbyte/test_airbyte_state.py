@@ -132,7 +132,6 @@ def test_analytics_state_starts_over_per_export_type(streams: dict[str, ExportSt
     configured = [
         ConfiguredStream(streams[activities], "incremental"),
         ConfiguredStream(streams[seats], "full_refresh"),
-        ConfiguredStream(streams[exports], "incremental"),
     ]
     assert tap_state_from_airbyte(raw, configured, streams) == {
         "bookmarks": {activities: {"partitions": [ACTIVITY]}, exports: {"partitions": [ACTIVITY]}}
