@@ -3,7 +3,8 @@
 A stream with a replication key supports `incremental` (the bookmark is the engine's; the cursor
 is the key) and is resumable inside a file; every stream supports `full_refresh`, which exports
 from `start_date` again. A configured stream asking for `incremental` without a replication key
-(PyAirbyte asks every stream for it) is read as `full_refresh`.
+(PyAirbyte asks every stream for it) is read as `full_refresh`. A rows stream and the exports
+stream of its kind come from the same jobs, so they must be read in the same mode.
 """
 
 from __future__ import annotations
@@ -104,9 +105,38 @@ def configured_streams(
         if mode == INCREMENTAL and not incremental:
             LOGGER.info("Stream %s has no cursor: it is read in full_refresh mode.", name)
         modes[name] = "incremental" if incremental else "full_refresh"
+    _check_shared_exports(modes, streams)
     return [
         ConfiguredStream(stream, modes[name]) for name, stream in streams.items() if name in modes
     ]
+
+
+def _check_shared_exports(
+    modes: Mapping[str, t.Literal["incremental", "full_refresh"]],
+    streams: Mapping[str, ExportStream],
+) -> None:
+    """A rows stream and its exports stream come from the same jobs: one sync mode for both.
+
+    Read in full refresh, the exports stream would export the rows stream's windows again from
+    the start on every read, duplicating every row of the incremental rows stream.
+
+    Raises:
+        CatalogError: A rows stream and the exports stream of its kind differ in sync mode.
+    """
+    for exports, mode in modes.items():
+        spec = streams[exports].spec
+        if spec.role != "exports":
+            continue
+        for rows, rows_mode in modes.items():
+            other = streams[rows].spec
+            if other.role == "rows" and other.kind == spec.kind and rows_mode != mode:
+                msg = (
+                    f"Streams {rows} ({rows_mode}) and {exports} ({mode}) come from the same "
+                    "export jobs and cannot be read in different sync modes (a full refresh of "
+                    f"one would export the other's rows again on every read): read both "
+                    f"{INCREMENTAL}, or both {FULL_REFRESH}."
+                )
+                raise CatalogError(msg)
 
 
 def _stream_name(entry: object) -> str | None:

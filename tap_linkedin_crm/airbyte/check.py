@@ -9,7 +9,8 @@ Sales Navigator analytics: the member's token (from the refresh token, or as giv
 page of one contract of `GET salesContracts?q=contractsByMember`.
 
 A refusal the user must fix (401, 403, another 4xx) is a failed check, returned as a message;
-anything else (network, 5xx, 429) is raised, and reported as a transient error.
+anything else (network, 5xx, 429) is raised, and reported as a transient error. A refresh token
+LinkedIn rotates while checking is handed on (the caller reports it, as `read` does).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from tap_linkedin_crm.sync import MEMBER_RENEWAL_HINT, api_client, crm_tokens, m
 from tap_linkedin_crm.transport import install_log_redaction
 
 if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tap_linkedin_crm.settings import (
         AnalyticsSettings,
         CrmSettings,
@@ -51,8 +54,13 @@ CHECK_MAX_RETRIES = 1
 TRANSIENT = (NetworkError, ServerError, RateLimitedError, QuotaExceededError)
 
 
-def check_connection(settings: Settings) -> str | None:
+def check_connection(
+    settings: Settings, on_refresh_token_rotated: Callable[[str], None] | None = None
+) -> str | None:
     """Make each configured family's check call.
+
+    `on_refresh_token_rotated` is told a new member refresh token, should LinkedIn issue one
+    (the old one may then be revoked: the new one must be kept).
 
     Returns:
         None when every family can be read, else what to fix.
@@ -71,7 +79,9 @@ def check_connection(settings: Settings) -> str | None:
                 problems.append(problem)
         if settings.analytics is not None:
             checked += 1
-            problem = check_analytics(settings.analytics, settings.engine, session)
+            problem = check_analytics(
+                settings.analytics, settings.engine, session, on_refresh_token_rotated
+            )
             if problem is not None:
                 problems.append(problem)
     if not checked:
@@ -116,7 +126,10 @@ def check_crm(crm: CrmSettings, engine: EngineSettings, session: requests.Sessio
 
 
 def check_analytics(
-    analytics: AnalyticsSettings, engine: EngineSettings, session: requests.Session
+    analytics: AnalyticsSettings,
+    engine: EngineSettings,
+    session: requests.Session,
+    on_refresh_token_rotated: Callable[[str], None] | None = None,
 ) -> str | None:
     """List one of the member's contracts; None when LinkedIn answers.
 
@@ -126,7 +139,7 @@ def check_analytics(
     client = api_client(
         engine,
         session,
-        member_tokens(analytics, engine, session),
+        member_tokens(analytics, engine, session, on_refresh_token_rotated),
         max_retries=min(engine.request_max_retries, CHECK_MAX_RETRIES),
         renewal_hint=MEMBER_RENEWAL_HINT,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from tap_linkedin_crm.airbyte.messages import (
     FailureType,
     MessageWriter,
     connection_status,
+    connector_config,
     error_trace,
 )
 from tap_linkedin_crm.airbyte.spec import spec_message
@@ -38,7 +40,7 @@ from tap_linkedin_crm.errors import (
     SyncFailedError,
     SyncInterruptedError,
 )
-from tap_linkedin_crm.output.airbyte import AirbyteOutput
+from tap_linkedin_crm.output.airbyte import REFRESH_TOKEN_SETTING, AirbyteOutput
 from tap_linkedin_crm.settings import configured_families
 from tap_linkedin_crm.streams import STREAM_SPECS, ExportStream
 from tap_linkedin_crm.sync import run_sync
@@ -116,7 +118,9 @@ def _tap(config: dict[str, t.Any]) -> TapLinkedInCRM:
 
     The SDK's constructor installs SIGTERM/SIGINT handlers that print a Singer STATE and exit
     with status 0; an Airbyte source must not report an interrupted command as a success, so
-    the handlers in place before (Python's) are put back.
+    the handlers in place before (Python's) are put back. It also fills the defaults into the
+    dict it is given: it gets a copy, so a CONTROL message sends back the config as the user
+    set it, not every default pinned at this version's value.
 
     Raises:
         ConfigValidationError: The configuration does not match the settings schema.
@@ -124,7 +128,10 @@ def _tap(config: dict[str, t.Any]) -> TapLinkedInCRM:
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return TapLinkedInCRM(
-            config=config, parse_env_config=False, validate_config=True, setup_mapper=False
+            config=copy.deepcopy(config),
+            parse_env_config=False,
+            validate_config=True,
+            setup_mapper=False,
         )
     finally:
         for sig, handler in handlers.items():
@@ -162,12 +169,18 @@ def _fail(writer: MessageWriter, error: BaseException, causes: Sequence[BaseExce
 
 def _check(writer: MessageWriter, config_path: str) -> int:
     try:
-        settings = _tap(read_config(config_path)).settings
+        config = read_config(config_path)
+        settings = _tap(config).settings
     except (InputFileError, ConfigValidationError) as exc:
         writer.write(connection_status(succeeded=False, message=describe(exc)))
         return 0
+
+    def rotated(refresh_token: str) -> None:
+        # Checking may use up the refresh token: the platform must store the new one.
+        writer.write(connector_config({**config, REFRESH_TOKEN_SETTING: refresh_token}))
+
     try:
-        problem = check_connection(settings)
+        problem = check_connection(settings, on_refresh_token_rotated=rotated)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, typed
         return _fail(writer, exc)
     if problem is not None:

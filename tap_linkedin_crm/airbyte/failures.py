@@ -1,7 +1,8 @@
 """Failures as Airbyte reports them: which `failure_type` each error of the tap is.
 
-`config_error`: the user must change something (settings, credentials, a permission, the state or
-catalog given); the platform does not retry it. `transient_error`: worth retrying later (429, 5xx,
+`config_error`: the user must change something (settings, credentials, a permission, a CRM
+instance or API URL LinkedIn does not know: 404, the state or catalog given); the platform does
+not retry it. `transient_error`: worth retrying later (429, 5xx,
 network, a job not done in time or failed on LinkedIn's side, an interrupted read).
 `system_error`: anything else (a bug, a file the tap cannot read).
 
@@ -26,6 +27,7 @@ from tap_linkedin_crm.errors import (
     InvalidStateError,
     JobFailedError,
     JobTimeoutError,
+    NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitedError,
@@ -40,6 +42,9 @@ CONFIG_ERRORS: tuple[type[BaseException], ...] = (
     ConfigValidationError,
     AuthenticationError,
     PermissionDeniedError,
+    # Jobs gone (404) are recreated by the engine: a 404 that ends a read is a URN or URL that
+    # LinkedIn does not know, e.g. creating a job for a CRM instance it has never seen.
+    NotFoundError,
     InvalidStateError,
     CatalogError,
     InputFileError,

@@ -7,7 +7,11 @@ STATE of that stream, so every selected stream of a family carries the family's 
 `stream_state`, and a changed family state is sent for the other streams first and for the owner
 last. On the way in, the owner's blob wins: a read killed between the two STATE lines then
 resumes from the owner's (older) position, so no row is lost or doubled, and at most the last
-export's exports record comes again (its primary key `jobId` deduplicates it).
+export's exports record comes again (its primary key `jobId` deduplicates it). A rows stream
+resumes only from its own blob, as Airbyte's per-stream state means: a partition missing there
+(the stream is new in the connection, or its state was cleared) is exported from the start, not
+from another stream's bookmark. A stream read in `full_refresh` starts its families over (CRM:
+both streams; analytics: its export type, or every type for the shared exports stream).
 
 Accepted as `--state`: nothing, `[]` or `{}`, a list of STREAM (or GLOBAL) state messages with
 unknown or null keys (PyAirbyte adds them), a LEGACY message, or a bare Singer state
@@ -22,6 +26,7 @@ import typing as t
 
 from tap_linkedin_crm.engine.state import MELTANO_WRAPPER_KEY, normalize_state
 from tap_linkedin_crm.errors import InvalidStateError
+from tap_linkedin_crm.kinds.sales_analytics import EXPORT_TYPES, TYPE_KEY
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -195,27 +200,89 @@ def _merge(
     configured: Sequence[ConfiguredStream],
     known: Mapping[str, ExportStream],
 ) -> dict[str, t.Any]:
-    """Every stream's blob as that stream's state; the engine finds each partition by context.
+    """Every stream's blob as that stream's state, less the partitions a stream may not take.
 
     The engine looks for a partition in its family's owner first, then in the family's other
-    streams (`engine.state.StateStore`), so the owner's blob wins. A kind with a stream read in
-    `full_refresh` starts over: its streams share their bookmarks, so none of them is used.
+    streams (`engine.state.StateStore`), so the owner's blob wins. In Airbyte each stream's state
+    is its own: a rows stream read incrementally resumes only from its own blob, so a partition
+    missing there (the stream is new in the connection, or Airbyte cleared its state) is exported
+    from the start, not taken over from another stream's bookmark, which would leave the stream
+    without the rows before that bookmark. A family with a stream read in `full_refresh` starts
+    over: its streams share their bookmarks, so none of them is used.
     """
-    full_refresh_kinds = {
-        c.stream.spec.kind
-        for c in configured
-        if c.stream.spec.role in STATEFUL_ROLES and not c.incremental
+    fresh, own = _state_sources(configured)
+    state, _ = normalize_state(
+        {"bookmarks": {n: b for n, b in blobs.items() if known[n].spec.role in STATEFUL_ROLES}}
+    )
+    bookmarks: dict[str, dict[str, t.Any]] = state["bookmarks"]
+    held = {
+        (name, _context_key(entry))
+        for name, blob in bookmarks.items()
+        for entry in blob.get("partitions", [])
     }
-    bookmarks: dict[str, t.Any] = {}
-    for name, blob in blobs.items():
-        spec = known[name].spec
+    for family in sorted(fresh, key=str):
+        LOGGER.info("Full refresh of %s: their state is not used.", _family_text(family))
+    for name, blob in list(bookmarks.items()):
+        partitions = blob.get("partitions", [])
+        kept = []
+        for entry in partitions:
+            family = (known[name].spec.kind, entry["context"].get(TYPE_KEY))
+            owner = own.get(family, name)
+            if family in fresh:
+                continue
+            if owner == name or (owner, _context_key(entry)) in held:
+                kept.append(entry)  # a copy of the owner's: harmless, the owner's wins
+            else:
+                LOGGER.info(
+                    "Stream %s has no state of its own for %s (the stream is new in the "
+                    "connection, or its state was cleared): exporting it from the start, not "
+                    "from the bookmark in the state of %s.",
+                    owner,
+                    entry["context"],
+                    name,
+                )
+        if len(kept) < len(partitions):
+            blob["partitions"] = kept
+            if not any(blob.values()):
+                del bookmarks[name]
+    return state
+
+
+def _state_sources(configured: Sequence[ConfiguredStream]) -> tuple[set[Family], dict[Family, str]]:
+    """Families read from no state (full refresh), and families only their rows stream may give."""
+    fresh: set[Family] = set()
+    own: dict[Family, str] = {}
+    for stream in configured:
+        spec = stream.stream.spec
         if spec.role not in STATEFUL_ROLES:
             continue
-        if spec.kind in full_refresh_kinds:
-            LOGGER.info(
-                "Full refresh of the %s streams: the state of %s is not used.", spec.kind, name
-            )
-            continue
-        bookmarks[name] = blob
-    state, _ = normalize_state({"bookmarks": bookmarks})
-    return state
+        if not stream.incremental:
+            fresh.update(families_of(spec.name))
+        elif spec.role == "rows":
+            own.update(dict.fromkeys(families_of(spec.name), spec.name))
+    return fresh, own
+
+
+def _context_key(entry: Mapping[str, t.Any]) -> tuple[tuple[str, t.Any], ...]:
+    return tuple(sorted(entry["context"].items()))
+
+
+#: An export family in the state: the kind, and the analytics export type (None for CRM).
+Family = tuple[str, str | None]
+
+
+def families_of(stream: str) -> list[Family]:
+    """The families whose partitions `stream`'s state holds (a rows stream: one)."""
+    from tap_linkedin_crm.streams import STREAM_SPECS  # noqa: PLC0415 - avoids an import cycle
+
+    spec = next(s for s in STREAM_SPECS if s.name == stream)
+    types = {export_type.rows_stream: export_type.name for export_type in EXPORT_TYPES}
+    if spec.role == "rows":
+        return [(spec.kind, types.get(stream))]
+    rows = ROWS_STREAMS.get(spec.kind, ())
+    return [(spec.kind, types.get(name)) for name in rows] or [(spec.kind, None)]
+
+
+def _family_text(family: Family) -> str:
+    kind, export_type = family
+    return f"the {kind} streams" if export_type is None else f"the {export_type} exports"

@@ -131,6 +131,10 @@ class ExportDownloader:
         self.sleep = sleep
         self.wall_ms = wall_ms
         self.stopper = stopper
+        #: Called every `wait_every` seconds while a replacement job is awaited (a sign of life
+        #: for the output: that job may take as long as any other).
+        self.on_wait: Callable[[], None] | None = None
+        self.wait_every = 60.0
         #: Bytes read per file of the job being emitted (for the exports stream).
         self.file_bytes: list[int] = []
         self.files_empty: list[int] = []
@@ -177,9 +181,10 @@ class ExportDownloader:
     ) -> ExportJob:
         emitted_before = position.file_index > 0 or position.rows_done > 0
         old_job_id = position.job_id
-        with self._interruptible():
-            self.scheduler.replace(tracked, reason, counted=counted)
-            self.scheduler.wait(tracked)
+        self.scheduler.replace(tracked, reason, counted=counted)
+        # Not `interruptible`: `on_wait` writes output, which a stop must not tear. The wait
+        # checks for a stop itself.
+        self.scheduler.wait(tracked, on_wait=self.on_wait, every=self.wait_every)
         if tracked.error is not None:
             raise tracked.error
         if tracked.outcome is not Outcome.COMPLETED:

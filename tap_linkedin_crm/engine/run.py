@@ -155,7 +155,7 @@ class ExportRun:
         self._plan()
         self.scheduler.start()
         try:
-            self.scheduler.wait_created()
+            self.scheduler.wait_created(on_wait=self._waiting, every=WAITING_EVERY_SECONDS)
             self._checkpoint()
             for prun in self.partitions:
                 if prun.error is None:
@@ -385,6 +385,7 @@ class ExportRun:
             )
         prun.current = (leaf, position)
         downloader = self.downloader(kind)
+        downloader.on_wait, downloader.wait_every = self._waiting, WAITING_EVERY_SECONDS
         write = self.output.sink(stream).write
         check_stop = self.stopper.check
         every = self.output.checkpoint_rows

@@ -186,12 +186,20 @@ class JobScheduler:
         """Start creating and polling."""
         self._thread.start()
 
-    def wait_created(self, poll: float = 0.2) -> None:
+    def wait_created(
+        self,
+        poll: float = 0.2,
+        *,
+        on_wait: Callable[[], None] | None = None,
+        every: float = 60.0,
+    ) -> None:
         """Block until every job that may exist now (within the cap) was created or failed.
 
-        A stop ends the wait early, without raising: the jobs created so far can then still be
-        saved in state before the stop is acted on.
+        `on_wait` is called every `every` seconds meanwhile (creating many jobs against a slow or
+        throttling API can take long). A stop ends the wait early, without raising: the jobs
+        created so far can then still be saved in state before the stop is acted on.
         """
+        last = self.monotonic()
         while not self.stopper.stopped:
             with self._lock:
                 # A finished call's result is applied (job id set) by the scheduler thread.
@@ -202,6 +210,9 @@ class JobScheduler:
                 if not creating and (not self._pending or blocked):
                     return
                 self._lock.wait(poll)
+            if on_wait is not None and self.monotonic() - last >= every:
+                last = self.monotonic()
+                on_wait()
 
     def wait(
         self,

@@ -164,6 +164,31 @@ def test_check_without_the_permission_fails_naming_it(source: Source) -> None:
         assert_no_secrets(sb, run.stdout, run.stderr)
 
 
+def test_check_hands_a_rotated_refresh_token_to_the_platform(source: Source) -> None:
+    """Should LinkedIn rotate the refresh token (revoking the old one) while checking, the next
+    read only works with the new one: the platform stores it from a CONTROL message."""
+    with Sandbox(Scenario(rotate_refresh_tokens=True)) as sb:
+        config = config_for(sb, analytics=True)
+        run = source("check", config=config)
+        assert run.returncode == 0, run.stderr
+        assert run.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+        (control,) = run.of_type("CONTROL")
+        stored = control["control"]["connectorConfig"]["config"]
+        assert stored["refresh_token"] != config["refresh_token"]
+        assert stored == {**config, "refresh_token": stored["refresh_token"]}
+        # A read rotates it again; the config it hands back is the one given, new token aside.
+        catalog = configured_catalog(source.discover(stored), ["sales_contracts"])
+        read = source("read", config=stored, catalog=catalog)
+        assert read.returncode == 0, read.stderr
+        (control,) = read.of_type("CONTROL")
+        latest = control["control"]["connectorConfig"]["config"]
+        assert latest == {**stored, "refresh_token": latest["refresh_token"]}
+        again = source("check", config=latest)
+        assert again.of_type("CONNECTION_STATUS")[0]["connectionStatus"]["status"] == "SUCCEEDED"
+        tokens = (stored["refresh_token"], latest["refresh_token"])
+        assert not any(token in run.stderr + read.stderr for token in tokens)
+
+
 def test_check_of_an_invalid_configuration_fails_without_calling_linkedin(
     source: Source, sandbox: Sandbox
 ) -> None:
@@ -327,6 +352,29 @@ def test_full_refresh_ignores_the_state_and_exports_from_start_date(
     assert all(job["exportStartAt"] == start_ms for job in new)
 
 
+def test_a_records_stream_whose_state_was_cleared_is_exported_from_start_date_again(
+    source: Source, sandbox: Sandbox
+) -> None:
+    """Airbyte's "Clear data" of one stream (or adding it to a connection) drops its state only.
+
+    The stream's table is emptied, so it must get every row again, not only the rows after the
+    bookmark the exports stream still holds.
+    """
+    config = config_for(sandbox, start_date=START_DATE.isoformat())
+    catalog = configured_catalog(source.discover(config))
+    first = source("read", config=config, catalog=catalog)
+    assert first.returncode == 0, first.stderr
+    known = set(sandbox.jobs)
+    kept = [s for s in first.last_states() if s["stream"]["stream_descriptor"]["name"] == EXPORTS]
+    again = source("read", config=config, catalog=catalog, state=kept)
+    assert again.returncode == 0, again.stderr
+    start_ms = int(START_DATE.timestamp() * 1000)
+    new = [job for job_id, job in sandbox.jobs.items() if job_id not in known]
+    assert sorted(job["exportStartAt"] for job in new) == [start_ms, start_ms]
+    assert {r["jobId"] for r in again.records(RECORDS)} == {job["jobId"] for job in new}
+    assert "has no state of its own" in again.stderr
+
+
 @pytest.mark.parametrize("wrapped", [False, True], ids=["singer-state", "meltano-state-get"])
 def test_a_singer_state_carried_over_from_meltano_is_resumed(
     source: Source, sandbox: Sandbox, run_tap: t.Any, wrapped: bool
@@ -390,6 +438,18 @@ def test_a_failed_instance_leaves_its_streams_incomplete_and_the_others_synced(
         assert_no_secrets(sb, run.stdout, run.stderr)
 
 
+def test_a_crm_instance_linkedin_does_not_know_is_a_config_error(source: Source) -> None:
+    unknown = "urn:li:crmInstance:(SFDC,00D000000000001AAA)"
+    with Sandbox(Scenario(unknown_instance_status=404)) as sb:
+        config = config_for(sb, crm_instance_ids=[unknown])
+        run = source("read", config=config, catalog=configured_catalog(source.discover(config)))
+        assert run.returncode == 1
+        (error,) = run.errors
+        assert error["failure_type"] == "config_error"
+        assert unknown in error["message"]
+        assert "not found" in error["message"]
+
+
 def test_linkedin_failing_with_5xx_is_a_transient_error(source: Source) -> None:
     with Sandbox(
         Scenario(faults=[Fault("error", endpoint="create", status=503, times=None)])
@@ -410,6 +470,7 @@ def test_linkedin_failing_with_5xx_is_a_transient_error(source: Source) -> None:
         ("bad-state", "State message 0"),
         ("not-json-state", "not valid JSON"),
         ("unknown-stream", "no_such_stream"),
+        ("exports-in-full-refresh", "cannot be read in different sync modes"),
     ],
 )
 def test_bad_inputs_end_the_read_as_a_config_error_before_any_call(
@@ -424,6 +485,11 @@ def test_bad_inputs_end_the_read_as_a_config_error_before_any_call(
         state = [{"type": "STREAM", "stream": "nope"}]
     elif case == "not-json-state":
         state = RawText("[{")
+    elif case == "exports-in-full-refresh":
+        # Exports in full refresh would export every row of the incremental records stream
+        # again on every read.
+        (exports,) = [s for s in catalog["streams"] if s["stream"]["name"] == EXPORTS]
+        exports["sync_mode"] = "full_refresh"
     else:
         catalog["streams"][0]["stream"]["name"] = "no_such_stream"
     run = source("read", config=config, catalog=catalog, state=state)

@@ -94,14 +94,52 @@ def test_the_owner_blob_wins_and_the_heartbeat_key_is_dropped(
     assert resolved([shared], streams, EXPORTS, owner=EXPORTS)[DYNAMICS_INSTANCE] == 5
 
 
-def test_a_state_kept_by_the_other_stream_is_taken_over(streams: dict[str, ExportStream]) -> None:
+def test_a_rows_stream_resumes_only_from_its_own_state(streams: dict[str, ExportStream]) -> None:
+    # The records stream is new in the connection, or Airbyte cleared its state: taking the
+    # exports stream's bookmark over would leave it without every row before that bookmark.
+    none = {DYNAMICS_INSTANCE: None, SFDC_INSTANCE: None}
+    assert resolved([message(EXPORTS, EXPORTS_BLOB)], streams) == none
     raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, {"partitions": []})]
-    assert resolved(raw, streams) == {DYNAMICS_INSTANCE: None, SFDC_INSTANCE: 7}
+    assert resolved(raw, streams) == none
+    raw = [message(EXPORTS, EXPORTS_BLOB), message(RECORDS, ROWS_BLOB)]
+    assert resolved(raw, streams) == {DYNAMICS_INSTANCE: 5, SFDC_INSTANCE: None}
+    # The exports stream holds no rows: read alone, it takes the records stream's bookmark over.
+    raw = [message(RECORDS, EXPORTS_BLOB)]
+    assert resolved(raw, streams, EXPORTS, owner=EXPORTS) == {
+        DYNAMICS_INSTANCE: None,
+        SFDC_INSTANCE: 7,
+    }
 
 
 def test_full_refresh_uses_no_state_of_the_family(streams: dict[str, ExportStream]) -> None:
     raw = [message(RECORDS, ROWS_BLOB), message(EXPORTS, ROWS_BLOB)]
     assert convert(raw, streams, mode="full_refresh") == {"bookmarks": {}}
+
+
+ACTIVITY = {"context": {"contract": "urn:li:contract:1", "exportType": "activity"}, "x": 5}
+SEAT = {"context": {"contract": "urn:li:contract:1", "exportType": "seat"}, "x": 7}
+
+
+def test_analytics_state_starts_over_per_export_type(streams: dict[str, ExportStream]) -> None:
+    activities, seats, exports = "sales_activities", "sales_seats", "sales_analytics_exports"
+    both = {"partitions": [ACTIVITY, SEAT]}
+    raw = [
+        message(activities, {"partitions": [ACTIVITY]}),
+        message(seats, {"partitions": [SEAT]}),
+        message(exports, both),
+    ]
+    # Seats read in full refresh: only the seat exports start over, activities resume.
+    configured = [
+        ConfiguredStream(streams[activities], "incremental"),
+        ConfiguredStream(streams[seats], "full_refresh"),
+    ]
+    assert tap_state_from_airbyte(raw, configured, streams) == {
+        "bookmarks": {activities: {"partitions": [ACTIVITY]}, exports: {"partitions": [ACTIVITY]}}
+    }
+    # The activities stream's state was cleared: its exports start over, not from the copy in
+    # the exports stream; the seat exports (their rows stream not read) resume from that copy.
+    state = convert([message(exports, both)], streams, activities, exports)
+    assert state == {"bookmarks": {exports: {"partitions": [SEAT]}}}
 
 
 def test_singer_state_meltano_wrapper_and_legacy_message(streams: dict[str, ExportStream]) -> None:
