@@ -417,6 +417,54 @@ def test_given_halves_splitting_again_when_run_then_every_leaf_in_order(
     assert all(leaf.outcome is Outcome.COMPLETED for leaf in leaves)
 
 
+def test_given_later_window_split_while_an_earlier_half_waits_when_capped_then_no_deadlock(
+    stopper: Stopper,
+) -> None:
+    """Halves of a later split must not take the slots an earlier half waits for.
+
+    A and B split; B splits while A's first half is still running. Were B's halves created
+    before A's second half, the cap (3) would be held by B1, B2 and C, all emitted after A2,
+    and the main thread would wait for A2 forever.
+    """
+    a1, a2 = Window(T0, T0 + 5 * DAY), Window(T0 + 5 * DAY, T0 + 10 * DAY)
+    b1 = Window(T0 + 10 * DAY, T0 + 15 * DAY)
+    too_big = ["FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"]
+    kind = FakeKind(
+        by_start={
+            T0: [too_big, ["PROCESSING", "COMPLETED"]],
+            T0 + 10 * DAY: [too_big, ["COMPLETED"]],
+        },
+        actions=split_first_job,
+        default=["COMPLETED"],
+    )
+
+    tops: list[TrackedJob] = []
+
+    def until(condition: Callable[[], bool]) -> None:
+        while not condition() and not stopper.stopped:
+            time.sleep(0.002)
+
+    def a_splits_then_b_then_a1_completes(task: ExportTask, job_id: int) -> None:
+        if task.window == a1:
+            until(lambda: bool(tops) and tops[1].outcome is Outcome.SPLIT)
+        elif task.window == Window(T0 + 10 * DAY, T0 + 20 * DAY):
+            until(lambda: bool(kind.creates_for(a1)))
+
+    kind.before_get = a_splits_then_b_then_a1_completes
+    tasks = [task(T0, T0 + 10 * DAY), task(T0 + 10 * DAY, T0 + 20 * DAY)]
+    tasks.append(task(T0 + 20 * DAY, T0 + 21 * DAY))
+    for sequence, each in enumerate(tasks):
+        each.sequence = sequence  # as the run numbers its tasks
+    with running(kind, tasks, stopper, cap=3) as (scheduler, tracked):
+        tops.extend(tracked)
+        leaves = drain(scheduler, tracked)
+    starts = [(leaf.task.window.start_at - T0) // DAY for leaf in leaves]
+    assert starts == [0, 5, 10, 15, 20]
+    assert all(leaf.outcome is Outcome.COMPLETED for leaf in leaves)
+    assert kind.creates_for(a2)
+    assert kind.creates_for(b1)
+
+
 def test_given_data_not_ready_when_kind_says_stop_then_stopped_with_a_note(
     stopper: Stopper,
 ) -> None:

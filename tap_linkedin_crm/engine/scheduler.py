@@ -14,6 +14,7 @@ running after `job_timeout` fails its partition but stays in state, so the next 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 import functools
@@ -639,12 +640,13 @@ class JobScheduler:
         ]
         tracked.children = children
         self._tracked.extend(children)
-        self._pending[:0] = children  # next in emission order: create them first
+        for child in children:
+            self._queue(child)
         self._finish(tracked, Outcome.SPLIT)
         self._free(tracked)
 
     def _recreate(self, tracked: TrackedJob) -> None:
-        """Queue a new job for the tracked task (it keeps its slot and goes first)."""
+        """Queue a new job for the tracked task, in its place in emission order."""
         tracked.job_id = None
         tracked.job = None
         tracked.outcome = Outcome.PENDING
@@ -653,7 +655,17 @@ class JobScheduler:
         if tracked.holds_slot:
             tracked.holds_slot = False
             self._slots -= 1
-        self._pending.insert(0, tracked)
+        self._queue(tracked)
+
+    def _queue(self, tracked: TrackedJob) -> None:
+        """Put a job to create into `_pending` at its place in emission order.
+
+        Jobs are created from the front, so the job the main thread will need first is always
+        created first. Were a later job put ahead of an earlier one (say the halves of a later
+        window split while an earlier half waits for a slot), the cap could fill with jobs that
+        are emitted only after a job that can then never be created: a deadlock.
+        """
+        bisect.insort(self._pending, tracked, key=_emission_order)
 
     def _finish(
         self, tracked: TrackedJob, outcome: Outcome, error: BaseException | None = None
@@ -700,6 +712,11 @@ class JobScheduler:
         if not tracked.children:
             return [tracked]
         return [leaf for child in tracked.children for leaf in self._leaves(child)]
+
+
+def _emission_order(tracked: TrackedJob) -> tuple[int, int]:
+    """Where a job comes in the order the main thread emits (halves share their task's place)."""
+    return tracked.task.sequence, tracked.task.window.start_at
 
 
 def _nothing() -> None:
