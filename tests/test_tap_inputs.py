@@ -236,6 +236,35 @@ def test_given_typo_in_a_stream_map_then_whole_error_before_any_request(
     assert not [r for r in sandbox.requests if r.endpoint == "create"]
 
 
+def test_given_stream_map_failing_on_one_row_then_named_and_that_row_resumed_not_lost(
+    run_tap: RunTap,
+) -> None:
+    """A map that raises on row 5 only (here in a clone): the instance fails naming the map's
+    error and the row; the state resumes at row 5, so once the map is fixed every row of every
+    output stream arrives exactly once (row 5 is neither lost nor sent twice)."""
+    clone = "records_clone"
+    with Sandbox(Scenario(instances={B: InstanceSpec(rows=20, files=1)})) as sb:
+        broken = {
+            RECORDS: {"x": "rowNumber"},
+            clone: {"__source__": RECORDS, "y": "1 // (rowNumber - 5)"},
+        }
+        first = run_tap(sb.tap_config(crm_instance_ids=[B], stream_maps=broken))
+        assert first.returncode == 1, first.stderr[-2000:]
+        assert "Traceback" not in first.stderr
+        errors = [line for line in first.stderr.splitlines() if "| ERROR" in line]
+        assert any(
+            "stream_maps" in line and "row 5" in line and "ZeroDivisionError" in line
+            for line in errors
+        ), errors
+        assert in_flight(first.final_state, B)["rowsDone"] == 4
+        fixed = {RECORDS: {"x": "rowNumber"}, clone: {"__source__": RECORDS, "y": "rowNumber"}}
+        second = run_tap(sb.tap_config(crm_instance_ids=[B], stream_maps=fixed), first.final_state)
+        assert second.returncode == 0, second.stderr[-2000:]
+    for stream in (RECORDS, clone):
+        rows = [r["rowNumber"] for run in (first, second) for r in run.records(stream)]
+        assert sorted(rows) == list(range(1, 21)), stream
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:

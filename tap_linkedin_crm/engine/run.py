@@ -28,6 +28,7 @@ from tap_linkedin_crm.errors import (
     ConsumerGoneError,
     InvalidStateError,
     LinkedInCRMError,
+    StreamMapError,
     SyncFailedError,
     SyncInterruptedError,
 )
@@ -403,7 +404,13 @@ class ExportRun:
                         assert current is not None  # noqa: S101 - rows come from a completed job
                         provenance_job, provenance_file = current, file_index
                         provenance = kind.provenance(task, current, file_index)
-                    write({**provenance, ROW_NUMBER: row_number, **row})
+                    try:
+                        write({**provenance, ROW_NUMBER: row_number, **row})
+                    except Exception as exc:  # noqa: BLE001 - any failure: the row is not out
+                        # The row was not delivered: the state must resume at it, not after it.
+                        position.rows_done = row_number - 1
+                        error = _unwritten(prun, position.job_id, file_index, row_number, exc)
+                        raise error from None
                     emitted += 1
                     # Only here, with `position` equal to what was written, may a stop cut in.
                     check_stop()
@@ -499,6 +506,30 @@ def _unlabelled(label: str, error: BaseException) -> str:
         if text.startswith(prefix):
             return text.removeprefix(prefix)
     return text
+
+
+def _unwritten(
+    prun: PartitionRun, job_id: int, file_index: int, row_number: int, error: Exception
+) -> LinkedInCRMError:
+    """The error of a row the output could not take (a stream map raised on it, say)."""
+    if isinstance(error, ConsumerGoneError | SyncInterruptedError):
+        return error
+    where = f"row {row_number} of file {file_index + 1} of export job {job_id}"
+    if isinstance(error, StreamMapError):
+        msg = (
+            f"{prun.partition.label}: {error} (on {where}). The bookmark was not moved; fix "
+            "stream_maps and run again: the next run resumes at this row."
+        )
+        return StreamMapError(msg)
+    if isinstance(error, LinkedInCRMError):
+        return error
+    # Only the type, as for any unexpected error: its message might quote anything.
+    LOGGER.debug("unexpected error", exc_info=error)
+    msg = (
+        f"{prun.partition.label}: {where} could not be written (unexpected "
+        f"{type(error).__name__}); the next run resumes at this row."
+    )
+    return LinkedInCRMError(msg)
 
 
 def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:
