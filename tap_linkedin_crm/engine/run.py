@@ -204,7 +204,9 @@ class ExportRun:
         for family in self.families:
             others = [name for name in family.stream_names if name != family.owner]
             for partition in family.kind.partitions():
-                entry = self.store.entry(family.owner, others, partition.context)
+                entry = self.store.entry(
+                    family.owner, others, partition.context, family.kind.state_layout
+                )
                 state = PartitionState(entry, family.kind.state_layout, partition.label)
                 prun = PartitionRun(family=family, partition=partition, state=state)
                 self.partitions.append(prun)

@@ -261,23 +261,49 @@ class StateStore:
         self.state = state
 
     def entry(
-        self, owner: str, others: Iterable[str], context: Mapping[str, str]
+        self,
+        owner: str,
+        others: Iterable[str],
+        context: Mapping[str, str],
+        layout: StateLayout | None = None,
     ) -> dict[str, t.Any]:
         """The owner stream's entry for `context`, created if needed.
 
         When only another stream of the same kind has one (the selection changed since the
-        last run), it is moved to the owner, so the bookmark is not lost.
+        last run), it is moved to the owner, so the bookmark is not lost. When several streams
+        have one (the first release kept a copy per stream, and only the selected streams'
+        copies moved on), the one with the latest bookmark (read through `layout`) is kept,
+        under the owner, and the stale copies are dropped: they must never move the bookmark
+        back. If a copy cannot be read, all are left as they are (the owner's error shows).
         """
-        found = self._find(owner, context)
-        if found is not None:
-            return found
+        found = [(owner, e)] if (e := self._find(owner, context)) is not None else []
         for other in others:
             entry = self._find(other, context)
             if entry is not None:
-                self._partitions(other).remove(entry)
-                self._partitions(owner).append(entry)
-                return entry
-        entry = {"context": dict(context)}
+                found.append((other, entry))
+        if not found:
+            entry = {"context": dict(context)}
+            self._partitions(owner).append(entry)
+            return entry
+        stream, entry = found[0]
+        if len(found) > 1 and layout is not None:
+            try:
+                marks = [PartitionState(e, layout, "").bookmark for _, e in found]
+            except InvalidStateError:
+                return entry if stream == owner else self._move(stream, owner, entry)
+            # The latest bookmark; on a tie the first found (the owner's, if it has one).
+            best = max(
+                range(len(found)),
+                key=lambda i: (marks[i] is not None, marks[i] or 0, -i),
+            )
+            for index, (name, stale) in enumerate(found):
+                if index != best:
+                    self._partitions(name).remove(stale)
+            stream, entry = found[best]
+        return entry if stream == owner else self._move(stream, owner, entry)
+
+    def _move(self, stream: str, owner: str, entry: dict[str, t.Any]) -> dict[str, t.Any]:
+        self._partitions(stream).remove(entry)
         self._partitions(owner).append(entry)
         return entry
 
