@@ -442,6 +442,57 @@ def test_a_row_count_that_never_matches_fails_that_window_and_keeps_the_bookmark
     assert bookmark(result.final_state, EMEA_CONTRACT, ACTIVITY) == midnight(0)
 
 
+@pytest.mark.parametrize("variant", ["null", "absent", "empty"])
+def test_a_download_url_missing_once_is_asked_again_and_every_row_lands(
+    sandbox: Sandbox, run_tap: RunTap, variant: str
+) -> None:
+    """`"downloadUrl": ""` is no URL, as null or absent are: asked again, not a broken body."""
+    sandbox.add_fault(
+        Fault(
+            kind="download_urls_missing",
+            endpoint="analytics_get",
+            variant=variant,
+            contract=EMEA_CONTRACT,
+            export_type=ACTIVITY,
+            times=1,
+        )
+    )
+    result = run_tap(analytics_config(sandbox, start_days=2, window_days=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_every_row_once(
+        sandbox, result.messages, EMEA_CONTRACT, ACTIVITY, span=(midnight(2), midnight(0))
+    )
+
+
+@pytest.mark.parametrize("variant", ["null", "empty"])
+def test_a_job_with_rows_but_never_a_download_url_fails_that_window_and_keeps_the_bookmark(
+    sandbox: Sandbox, run_tap: RunTap, variant: str
+) -> None:
+    """LinkedIn's rowCount says the window has rows: it is not taken as empty (rows lost)."""
+    sandbox.add_fault(
+        Fault(
+            kind="download_urls_missing",
+            endpoint="analytics_get",
+            variant=variant,
+            contract=EMEA_CONTRACT,
+            export_type=ACTIVITY,
+            times=None,
+        )
+    )
+    result = run_tap(analytics_config(sandbox, start_days=2, window_days=2))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert bookmark(result.final_state, EMEA_CONTRACT, ACTIVITY) is None
+    assert not records_of(result.messages, ACTIVITIES, contract=EMEA_CONTRACT)
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any(
+        f"contract {EMEA_CONTRACT} (activity export)" in line and "rowCount" in line
+        for line in errors
+    ), errors
+    assert bookmark(result.final_state, AMERICAS_CONTRACT, ACTIVITY) == midnight(0)
+    assert bookmark(result.final_state, EMEA_CONTRACT, SEAT) == midnight(0)
+
+
 # Contracts --------------------------------------------------------------------------------------
 
 

@@ -574,6 +574,16 @@ class JobScheduler:
             )
             self._recreate(tracked)
             return
+        if job.row_count:
+            # LinkedIn's own rowCount says the window has rows: taken as empty, they would be
+            # lost. A rowCount the files do not match fails the window too (see downloads).
+            msg = (
+                f"{tracked.label}: LinkedIn completed export jobs for this window twice without a "
+                f"download URL (last: job {job.job_id}), though its rowCount says "
+                f"{job.row_count} rows. The bookmark was not moved; the next run tries again."
+            )
+            self._finish(tracked, Outcome.FAILED, JobFailedError(msg))
+            return
         tracked.completed_at = self.wall_ms()
         tracked.note = (
             f"LinkedIn completed export jobs for this window twice without download URLs (last: "

@@ -312,7 +312,9 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         msg = f"{where} has no status (got {status!r})."
         raise MalformedResponseError(msg)
     url = body.get("downloadUrl")
-    if url is not None and (not isinstance(url, str) or not url):
+    if isinstance(url, str) and not url.strip():
+        url = None  # "" is no URL, as null or absent are: the engine asks again
+    if url is not None and not isinstance(url, str):
         msg = f"{where}: downloadUrl is not a URL."
         raise MalformedResponseError(msg)
     row_count = whole_number(body.get("rowCount"), where, "rowCount")
