@@ -17,6 +17,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.singerlib import Catalog
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
 from tap_linkedin_crm.engine.state import normalize_state
@@ -46,8 +47,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import PurePath
 
+    import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
-    from singer_sdk.singerlib import Catalog
 
 LOGGER = logging.getLogger("tap-linkedin-crm")
 _CONFIG_KEY = re.compile(r"config\['([^']+)'\]")
@@ -457,6 +458,30 @@ class TapLinkedInCRM(Tap):
 
     @classmethod
     @override
+    def cb_config(
+        cls,
+        ctx: click.Context,
+        param: click.Option,
+        value: tuple[str, ...],
+    ) -> t.Any:  # the SDK's own config input object
+        """Read the `--config` files as the SDK does, once each is known to be a JSON object.
+
+        A missing, unreadable or broken file (or one holding something else than an object)
+        ends the command with one clear line and exit 1, whatever the mode (`--discover`,
+        `--test`, a sync), and without quoting the file: it holds secrets.
+        """
+        for path in value:
+            if path == "ENV":
+                continue
+            problem = _config_file_problem(path)
+            if problem is not None:
+                LOGGER.error("%s", problem)
+                sys.stderr.flush()
+                ctx.exit(1)
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
         """Run the CLI; known failures end with a clear message and a non-zero exit, no traceback.
 
@@ -501,6 +526,28 @@ def _read_config_files(config: PurePath | str | list[PurePath | str]) -> dict[st
     return merged
 
 
+def _config_file_problem(path: str) -> str | None:
+    """What keeps a `--config` file from being used (None: nothing); never its content."""
+    try:
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - a CLI path string
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return f"Cannot read the --config file {path}: {reason}."
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return (
+            f"The --config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno})."
+        )
+    if not isinstance(parsed, dict):
+        kind = "list" if isinstance(parsed, list) else "string" if isinstance(parsed, str) else ""
+        kind = kind or "number, boolean or null"
+        return f"The --config file {path} must hold a JSON object of settings, not a {kind}."
+    return None
+
+
 def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
     """Read a `--state`/`--catalog` file once, so a broken one gives one clear line.
 
@@ -521,6 +568,15 @@ def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
         raise LinkedInCRMError(msg) from None
     if name == "state":
         normalize_state(parsed)  # checked again (and its notes logged) when the tap loads it
+    if name == "catalog":
+        try:
+            Catalog.from_dict(parsed)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            msg = (
+                f"The --catalog file is not a Singer catalog ({type(exc).__name__}: {exc}); pass "
+                "the output of --discover, with streams selected in its metadata."
+            )
+            raise LinkedInCRMError(msg) from None
     return io.StringIO(text)
 
 

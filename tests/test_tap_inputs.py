@@ -382,6 +382,42 @@ def test_given_malformed_state_then_one_clear_line_and_exit_1(
     assert_refused_cleanly(run, sandbox, words)
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, "Cannot read the --config file"),
+        ('{"client_secret": "s3cr3t-Zq97", ', "is not valid JSON (Expecting property name"),
+        ("[]", "must hold a JSON object of settings, not a list"),
+        ('"client_id"', "must hold a JSON object of settings, not a string"),
+    ],
+    ids=["missing", "corrupt-json", "a-list", "a-string"],
+)
+def test_given_unusable_config_file_then_one_clear_line_and_exit_1(
+    sandbox: Sandbox, tmp_path: Path, text: str | None, words: str
+) -> None:
+    """Whatever the mode (sync, --discover, --test), and never quoting the file's content."""
+    path = tmp_path / "config.json"
+    if text is not None:
+        path.write_text(text)
+    for mode in ([], ["--discover"], ["--test"]):
+        run = run_process(["--config", str(path), *mode])
+        assert_refused_cleanly(run, sandbox, words)
+        assert str(path) in run.stderr
+        assert "s3cr3t-Zq97" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    "text", ['{"streams": 5}', "[]", '{"streams": [7]}'], ids=["streams-a-number", "a-list", "x"]
+)
+def test_given_catalog_that_is_not_a_catalog_then_one_clear_line_and_exit_1(
+    sandbox: Sandbox, run_tap: RunTap, tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text(text)
+    run = run_tap(sandbox.tap_config(), args=["--catalog", str(path)])
+    assert_refused_cleanly(run, sandbox, "The --catalog file is not a Singer catalog")
+
+
 def test_given_text_bookmark_in_one_partition_then_only_that_instance_fails(
     sandbox: Sandbox, run_tap: RunTap
 ) -> None:
