@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -488,29 +489,51 @@ class TapLinkedInCRM(Tap):
         Raises:
             SystemExit: 1 for failed exports or configuration errors, 130 when interrupted.
         """
-        try:
+        with _clean_exit():
             for name in ("state", "catalog"):
                 kwargs[name] = _checked_json_file(kwargs.get(name), name)
             super().invoke(*args, **kwargs)
-        except SyncInterruptedError:
-            LOGGER.error(  # noqa: TRY400 - the message is the whole story
-                "Sync interrupted; the last STATE message resumes it where it stopped."
-            )
-            raise SystemExit(EXIT_INTERRUPTED) from None
-        except ConfigValidationError as exc:
-            details = [e for e in exc.errors if e not in str(exc)]
-            LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
-            sys.stderr.flush()
-            raise SystemExit(1) from None
-        except MappingError as exc:
-            # Stream maps carry no secrets: the whole message, checked before any export job.
-            LOGGER.error("Invalid stream_maps: %s", exc)  # noqa: TRY400 - message says all
-            sys.stderr.flush()
-            raise SystemExit(1) from None
-        except LinkedInCRMError as exc:
-            LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
-            sys.stderr.flush()
-            raise SystemExit(1) from None
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`, the connection test: its failure is one clear line and exit 1.
+
+        Raises:
+            SystemExit: 1 when the test failed, 130 when interrupted.
+        """
+        with _clean_exit():
+            super().cb_test(ctx, param, value)
+
+
+@contextlib.contextmanager
+def _clean_exit() -> Iterator[None]:
+    """Known failures end the command with a clear message and a non-zero exit, no traceback.
+
+    Raises:
+        SystemExit: 1 for failed exports or configuration errors, 130 when interrupted.
+    """
+    try:
+        yield
+    except SyncInterruptedError:
+        LOGGER.error(  # noqa: TRY400 - the message is the whole story
+            "Sync interrupted; the last STATE message resumes it where it stopped."
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except ConfigValidationError as exc:
+        details = [e for e in exc.errors if e not in str(exc)]
+        LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    except MappingError as exc:
+        # Stream maps carry no secrets: the whole message, checked before any export job.
+        LOGGER.error("Invalid stream_maps: %s", exc)  # noqa: TRY400 - message says all
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    except LinkedInCRMError as exc:
+        LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        sys.stderr.flush()
+        raise SystemExit(1) from None
 
 
 def _env_prefix(name: str) -> str:
