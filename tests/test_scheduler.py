@@ -30,8 +30,10 @@ from tap_linkedin_crm.errors import (
     JobGoneError,
     JobTimeoutError,
     LinkedInCRMError,
+    NetworkError,
     NotFoundError,
     PermissionDeniedError,
+    ServerError,
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, PollPolicy
@@ -522,6 +524,43 @@ def test_given_job_that_never_finishes_when_timeout_then_failed_and_job_id_kept(
     nominal = [5, 7.5, 11.25, 16.875] + [20] * (len(gaps) - 4)
     assert all(gap >= delay for gap, delay in zip(gaps[:-1], nominal, strict=False))
     assert times[-1] - times[0] >= 200  # not given up before the deadline
+
+
+def test_given_polls_failing_for_a_while_when_linkedin_recovers_then_the_job_completes(
+    stopper: Stopper, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage longer than the client's retries while a job runs (for hours, maybe) costs
+    polls, not the export: the job is polled again until it ends or job_timeout passes."""
+    outage = [ServerError("LinkedIn kept failing with HTTP 503 after 6 tries.", status=503)] * 3
+    network = NetworkError("Could not read export job: connection refused by api.example.")
+    kind = FakeKind(["PROCESSING", *outage, network, "PROCESSING", "COMPLETED"])
+    with (
+        caplog.at_level(logging.WARNING, ENGINE_LOGGER),
+        running(kind, [task(T0)], stopper) as (
+            scheduler,
+            [tracked],
+        ),
+    ):
+        scheduler.wait(tracked)
+    assert tracked.outcome is Outcome.COMPLETED, tracked.error
+    assert kind.creates_for(Window(T0)) == [100]
+    retried = [m for m in messages(caplog) if "could not poll export job 100" in m]
+    assert len(retried) == 4
+    assert "HTTP 503" in retried[0]
+
+
+def test_given_polls_failing_until_the_job_timeout_then_failed_with_the_cause_and_kept(
+    stopper: Stopper,
+) -> None:
+    outage = ServerError("LinkedIn kept failing with HTTP 503 after 6 tries.", status=503)
+    kind = FakeKind(["PROCESSING", outage])
+    with running(kind, [task(T0)], stopper, timeout=0.2) as (scheduler, [tracked]):
+        scheduler.wait(tracked)
+        snapshot = scheduler.snapshot(tracked)
+    assert tracked.outcome is Outcome.FAILED
+    assert "HTTP 503" in str(tracked.error)
+    assert "job_timeout" in str(tracked.error)
+    assert snapshot[0] == 100  # kept: the next run polls it again
 
 
 # COMPLETED without files --------------------------------------------------------------------------

@@ -34,6 +34,8 @@ from tap_linkedin_crm.errors import (
     LinkedInCRMError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, JobPhase, is_known_status
@@ -485,6 +487,17 @@ class JobScheduler:
                 self._on_failure(tracked, None, "it vanished (404) while being polled")
 
             return vanished
+        except (ServerError, RateLimitedError) as exc:
+            # LinkedIn (or the network) failing for longer than the client's retries: the job
+            # itself is fine. Poll it again later; job_timeout bounds the wait as for any job.
+            error = exc
+
+            def unanswered() -> None:
+                if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
+                    return  # replaced or cancelled meanwhile
+                self._poll_failed(tracked, error)
+
+            return unanswered
 
         def apply() -> None:
             if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
@@ -538,6 +551,29 @@ class JobScheduler:
             self._on_completed(tracked, job)
         else:
             self._on_failure(tracked, job, job.status)
+
+    def _poll_failed(self, tracked: TrackedJob, error: LinkedInCRMError) -> None:
+        """A poll got no answer: poll again after the next delay, unless job_timeout is up."""
+        elapsed = self.monotonic() - tracked.started
+        if elapsed >= self.policy.timeout:
+            msg = (
+                f"{tracked.label}: export job {tracked.job_id} could not be polled ({error}), "
+                f"and {self.policy.timeout:g} s (job_timeout) have passed; the bookmark was not "
+                "moved and the next run resumes this job."
+            )
+            self._finish(tracked, Outcome.FAILED, JobTimeoutError(msg))
+            return
+        assert tracked.delays is not None  # noqa: S101 - set when polling began
+        delay = min(next(tracked.delays), self.policy.timeout - elapsed)
+        LOGGER.warning(
+            "%s: could not poll export job %s (%s); polling it again in %.1f s (job_timeout "
+            "bounds the wait).",
+            tracked.label,
+            tracked.job_id,
+            error,
+            delay,
+        )
+        self._schedule(tracked, delay)
 
     def _on_completed(self, tracked: TrackedJob, job: ExportJob) -> None:
         if job.download_urls or job.row_count == 0:
