@@ -508,6 +508,31 @@ def test_contract_ids_limit_the_export_to_those_contracts(
     assert len(result.records(CONTRACTS)) == 3
 
 
+@pytest.mark.parametrize(("kind", "status"), [("error", 500), ("forbidden", 403)])
+def test_contract_ids_are_exported_even_when_the_contracts_cannot_be_listed(
+    sandbox: Sandbox, run_tap: RunTap, kind: str, status: int
+) -> None:
+    """The listing only serves the sales_contracts stream (and a check) once contract_ids names
+    the contracts: its failure fails that stream, not every export."""
+    sandbox.add_fault(Fault(kind=kind, endpoint="contracts", status=status, times=None))
+    cfg = analytics_config(
+        sandbox,
+        start_days=1,
+        window_days=1,
+        contract_ids=[AMERICAS_CONTRACT],
+        request_max_retries=1,
+    )
+    result = run_tap(cfg)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not result.records(CONTRACTS)
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any("list the member's Sales Navigator contracts" in line for line in errors), errors
+    for export_type in EXPORT_TYPES:
+        assert bookmark(result.final_state, AMERICAS_CONTRACT, export_type) == midnight(0)
+    assert {r["contract"] for r in result.records(ACTIVITIES)} == {AMERICAS_CONTRACT}
+
+
 @pytest.mark.parametrize("contract", ["urn:li:contract:999999", NO_REPORTING_CONTRACT])
 def test_a_contract_the_member_cannot_export_fails_alone_naming_it(
     sandbox: Sandbox, run_tap: RunTap, contract: str
