@@ -493,6 +493,30 @@ def test_a_job_with_rows_but_never_a_download_url_fails_that_window_and_keeps_th
     assert bookmark(result.final_state, EMEA_CONTRACT, SEAT) == midnight(0)
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"replication_key": "endAt", "replication_key_value": 10**20},
+        {"replication_key": "endAt", "replication_key_value": -(10**15)},
+        {"inFlightJobs": [{"jobId": 7, "startAt": 0, "endAt": 10**20, "createdAt": 0}]},
+    ],
+    ids=["bookmark-beyond-year-9999", "bookmark-before-1970", "in-flight-window-beyond-9999"],
+)
+def test_a_bookmark_no_calendar_holds_fails_that_partition_only(
+    sandbox: Sandbox, run_tap: RunTap, entry: dict[str, t.Any]
+) -> None:
+    context = {"contract": EMEA_CONTRACT, "exportType": ACTIVITY}
+    state = {"bookmarks": {ACTIVITIES: {"partitions": [{"context": context, **entry}]}}}
+    result = run_tap(analytics_config(sandbox, start_days=1, window_days=1), state)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"contract {EMEA_CONTRACT} (activity export)" in result.stderr
+    assert "in the state is" in result.stderr
+    assert not records_of(result.messages, ACTIVITIES, contract=EMEA_CONTRACT)
+    assert bookmark(result.final_state, AMERICAS_CONTRACT, ACTIVITY) == midnight(0)
+    assert bookmark(result.final_state, EMEA_CONTRACT, SEAT) == midnight(0)
+
+
 # Contracts --------------------------------------------------------------------------------------
 
 

@@ -153,7 +153,7 @@ class PartitionState:
         value = entry.get(self.layout.next_start_field) if self.layout.next_start_field else None
         if value is None:
             value = entry.get("replication_key_value")
-        return _optional_ms(value, f"{self.label}: bookmark")
+        return _optional_epoch_ms(value, f"{self.label}: bookmark")
 
     def complete(self, bookmark: int, window_end: int | None) -> int:
         """Move the bookmark past a fully emitted window; it never moves backwards.
@@ -200,7 +200,7 @@ class PartitionState:
     def _parse_in_flight(self, item: Mapping[str, t.Any]) -> InFlightJob:
         where = f"{self.label}: {self.layout.in_flight_field}"
         job_id = _optional_ms(item.get("jobId"), f"{where}.jobId")
-        start = _optional_ms(
+        start = _optional_epoch_ms(
             item.get(self.layout.start_field), f"{where}.{self.layout.start_field}"
         )
         if job_id is None or start is None:
@@ -208,7 +208,9 @@ class PartitionState:
             raise InvalidStateError(msg)
         end = None
         if self.layout.end_field:
-            end = _optional_ms(item.get(self.layout.end_field), f"{where}.{self.layout.end_field}")
+            end = _optional_epoch_ms(
+                item.get(self.layout.end_field), f"{where}.{self.layout.end_field}"
+            )
         counts = {
             name: _optional_ms(item.get(name), f"{where}.{name}")
             for name in ("attempt", "fileIndex", "rowsDone")
@@ -219,7 +221,7 @@ class PartitionState:
         return InFlightJob(
             job_id=job_id,
             window=Window(start, end),
-            created_at=_optional_ms(item.get("createdAt"), f"{where}.createdAt"),
+            created_at=_optional_epoch_ms(item.get("createdAt"), f"{where}.createdAt"),
             attempt=counts["attempt"] or 1,
             file_index=counts["fileIndex"] or 0,
             rows_done=counts["rowsDone"] or 0,
@@ -251,6 +253,23 @@ def _optional_ms(value: object, what: str) -> int | None:
         msg = f"{what} in the state is {value!r}, not a whole number."
         raise InvalidStateError(msg)
     return int(value)
+
+
+#: The last millisecond of year 9999: later (or negative) epoch values are no calendar's.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def _optional_epoch_ms(value: object, what: str) -> int | None:
+    """An epoch-ms field of the state (a bookmark, a window, a time), or None when absent.
+
+    Raises:
+        InvalidStateError: Not a whole number, or not an instant from 1970 to year 9999.
+    """
+    ms = _optional_ms(value, what)
+    if ms is not None and not 0 <= ms <= _MAX_EPOCH_MS:
+        msg = f"{what} in the state is {value!r}, not epoch milliseconds from 1970 to year 9999."
+        raise InvalidStateError(msg)
+    return ms
 
 
 class StateStore:
