@@ -22,7 +22,7 @@ import threading
 import typing as t
 import urllib.parse
 import webbrowser
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
@@ -49,6 +49,9 @@ class _Redirect:
 
 def _handler(redirect: _Redirect, expected_state: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        #: Seconds a connection may stay silent before it is dropped.
+        timeout = 60
+
         def do_GET(self) -> None:
             parts = urllib.parse.urlsplit(self.path)
             if parts.path != CALLBACK_PATH:
@@ -130,7 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     state = secrets.token_urlsafe(24)
     redirect = _Redirect()
-    server = HTTPServer(("127.0.0.1", args.port), _handler(redirect, state))
+    try:
+        # One thread per connection: a browser's spare (preconnected, never used) connection
+        # must not hold up the one that brings the redirect.
+        server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(redirect, state))
+    except OSError as exc:
+        print(  # noqa: T201
+            f"error: cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc}); pass "
+            "--port with a free port (registered in the app's Authorized redirect URLs as "
+            f"http://127.0.0.1:<port>{CALLBACK_PATH}).",
+            file=sys.stderr,
+        )
+        return 2
     port = server.server_address[1]
     redirect_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -97,6 +97,25 @@ class ConsumerGoneError(LinkedInCRMError):
     """stdout was closed: the target (or whatever reads the tap) exited; nothing more is sent."""
 
 
+class StreamMapError(LinkedInCRMError):
+    """A stream map (`stream_maps`) raised on a record; the message is the map's own error."""
+
+    #: Characters of the map's error message kept (it may quote a record's values).
+    MAX_DETAIL_CHARS = 300
+
+    @classmethod
+    def of(cls, alias: str, error: Exception) -> StreamMapError:
+        """The error of the map emitting output stream `alias` (stream maps carry no secret)."""
+        detail = str(error)
+        if len(detail) > cls.MAX_DETAIL_CHARS:
+            detail = detail[: cls.MAX_DETAIL_CHARS] + "..."
+        msg = (
+            f"the stream map of output stream '{alias}' (stream_maps) failed: "
+            f"{type(error).__name__}: {detail}"
+        )
+        return cls(msg)
+
+
 class InvalidStateError(LinkedInCRMError):
     """The state given to the tap is not one it wrote (or can read); it says what is wrong."""
 

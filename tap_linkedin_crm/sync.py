@@ -25,11 +25,12 @@ from tap_linkedin_crm.auth import (
 from tap_linkedin_crm.engine.downloads import ExportDownloader
 from tap_linkedin_crm.engine.run import ExportFamily, ExportRun, SnapshotSource
 from tap_linkedin_crm.engine.scheduler import DEFAULT_WORKERS, JobScheduler
-from tap_linkedin_crm.errors import LinkedInCRMError
+from tap_linkedin_crm.errors import AuthenticationError, LinkedInCRMError, QuotaExceededError
 from tap_linkedin_crm.jobs import PollPolicy
 from tap_linkedin_crm.kinds.crm_validation import CrmValidationExports
 from tap_linkedin_crm.kinds.sales_analytics import (
     EXPORT_TYPES,
+    Contract,
     SalesAnalyticsExports,
     list_contracts,
 )
@@ -127,7 +128,9 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
                     renewal_hint=MEMBER_RENEWAL_HINT,
                 )
                 try:
-                    families += _analytics_families(settings, client, by_name, snapshots, now)
+                    families += _analytics_families(
+                        settings, client, by_name, snapshots, failures, now
+                    )
                 except LinkedInCRMError as exc:
                     LOGGER.error("Sales Navigator analytics: %s", exc)  # noqa: TRY400
                     failures.append(("analytics export", "Sales Navigator analytics", exc))
@@ -259,46 +262,25 @@ def member_tokens(
     return StaticTokenProvider(analytics.access_token)
 
 
-def _analytics_families(
+def _analytics_families(  # noqa: PLR0913, PLR0917 - all are real, independent inputs
     settings: Settings,
     client: LinkedInClient,
     by_name: dict[str, Stream],
     snapshots: list[SnapshotSource],
+    failures: list[tuple[str, str, BaseException]],
     now: dt.datetime,
 ) -> list[ExportFamily]:
     """One family per selected export type; the contracts snapshot when selected.
 
     Raises:
-        LinkedInCRMError: The member's contracts could not be listed.
+        LinkedInCRMError: The member's contracts could not be listed, and are needed.
     """
     analytics = settings.analytics
     assert analytics is not None  # noqa: S101 - called only when configured
-    contracts = list_contracts(client)
-    if analytics.contract_ids is not None:
-        # Twice the same contract would be two partitions on one bookmark: every row twice.
-        chosen = list(dict.fromkeys(analytics.contract_ids))
-        for urn in chosen:
-            if analytics.contract_ids.count(urn) > 1:
-                LOGGER.warning(
-                    "Contract %s is listed twice in contract_ids; exporting it once.", urn
-                )
-        visible = {c.urn for c in contracts}
-        for urn in chosen:
-            if urn not in visible:
-                LOGGER.warning(
-                    "Contract %s is in contract_ids but the member cannot see it; its exports "
-                    "will be refused.",
-                    urn,
-                )
-    else:
-        chosen = [c.urn for c in contracts if c.has_reporting_access]
-        LOGGER.info(
-            "Exporting analytics of %d contract(s) with reporting access (of %d visible).",
-            len(chosen),
-            len(contracts),
-        )
+    contracts = _listed_contracts(analytics, client, by_name, failures)
+    chosen = _chosen_contracts(analytics, contracts)
     stream = by_name.get(SALES_CONTRACTS.name)
-    if stream is not None:
+    if stream is not None and contracts is not None:
         records = [c.record() for c in contracts]
         snapshots.append(SnapshotSource(stream, lambda: records))
     exports = by_name.get(SALES_EXPORTS.name)
@@ -329,3 +311,63 @@ def _analytics_families(
             )
         )
     return families
+
+
+def _listed_contracts(
+    analytics: AnalyticsSettings,
+    client: LinkedInClient,
+    by_name: dict[str, Stream],
+    failures: list[tuple[str, str, BaseException]],
+) -> list[Contract] | None:
+    """The member's contracts; None if they could not be listed but `contract_ids` names some.
+
+    With `contract_ids`, the listing only serves the `sales_contracts` stream and a check: its
+    failure is that stream's (in `failures`), and the exports go on.
+
+    Raises:
+        LinkedInCRMError: The contracts could not be listed, and are needed (or every export
+            would fail the same way: a refused token, the daily quota).
+    """
+    try:
+        return list_contracts(client)
+    except (AuthenticationError, QuotaExceededError):
+        raise
+    except LinkedInCRMError as exc:
+        if analytics.contract_ids is None:
+            raise
+        LOGGER.warning(
+            "Could not list the member's contracts (%s); exporting the contracts in "
+            "contract_ids without checking them.",
+            exc,
+        )
+        if SALES_CONTRACTS.name in by_name:
+            failures.append(("contracts listing", "Sales Navigator contracts", exc))
+        return None
+
+
+def _chosen_contracts(analytics: AnalyticsSettings, contracts: list[Contract] | None) -> list[str]:
+    """The contracts to export: `contract_ids` (each once), else those with reporting access."""
+    if analytics.contract_ids is None:
+        assert contracts is not None  # noqa: S101 - listed, or the error was raised
+        chosen = [c.urn for c in contracts if c.has_reporting_access]
+        LOGGER.info(
+            "Exporting analytics of %d contract(s) with reporting access (of %d visible).",
+            len(chosen),
+            len(contracts),
+        )
+        return chosen
+    # Twice the same contract would be two partitions on one bookmark: every row twice.
+    chosen = list(dict.fromkeys(analytics.contract_ids))
+    for urn in chosen:
+        if analytics.contract_ids.count(urn) > 1:
+            LOGGER.warning("Contract %s is listed twice in contract_ids; exporting it once.", urn)
+    if contracts is not None:
+        visible = {c.urn for c in contracts}
+        for urn in chosen:
+            if urn not in visible:
+                LOGGER.warning(
+                    "Contract %s is in contract_ids but the member cannot see it; its exports "
+                    "will be refused.",
+                    urn,
+                )
+    return chosen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -17,6 +18,7 @@ from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers.capabilities import BATCH_CONFIG, PluginCapabilities, TapCapabilities
+from singer_sdk.singerlib import Catalog
 
 from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
 from tap_linkedin_crm.engine.state import normalize_state
@@ -46,8 +48,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import PurePath
 
+    import click
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
-    from singer_sdk.singerlib import Catalog
 
 LOGGER = logging.getLogger("tap-linkedin-crm")
 _CONFIG_KEY = re.compile(r"config\['([^']+)'\]")
@@ -474,35 +476,81 @@ class TapLinkedInCRM(Tap):
 
     @classmethod
     @override
+    def cb_config(
+        cls,
+        ctx: click.Context,
+        param: click.Option,
+        value: tuple[str, ...],
+    ) -> t.Any:  # the SDK's own config input object
+        """Read the `--config` files as the SDK does, once each is known to be a JSON object.
+
+        A missing, unreadable or broken file (or one holding something else than an object)
+        ends the command with one clear line and exit 1, whatever the mode (`--discover`,
+        `--test`, a sync), and without quoting the file: it holds secrets.
+        """
+        for path in value:
+            if path == "ENV":
+                continue
+            problem = _config_file_problem(path)
+            if problem is not None:
+                LOGGER.error("%s", problem)
+                sys.stderr.flush()
+                ctx.exit(1)
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
         """Run the CLI; known failures end with a clear message and a non-zero exit, no traceback.
 
         Raises:
             SystemExit: 1 for failed exports or configuration errors, 130 when interrupted.
         """
-        try:
+        with _clean_exit():
             for name in ("state", "catalog"):
                 kwargs[name] = _checked_json_file(kwargs.get(name), name)
             super().invoke(*args, **kwargs)
-        except SyncInterruptedError:
-            LOGGER.error(  # noqa: TRY400 - the message is the whole story
-                "Sync interrupted; the last STATE message resumes it where it stopped."
-            )
-            raise SystemExit(EXIT_INTERRUPTED) from None
-        except ConfigValidationError as exc:
-            details = [e for e in exc.errors if e not in str(exc)]
-            LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
-            sys.stderr.flush()
-            raise SystemExit(1) from None
-        except MappingError as exc:
-            # Stream maps carry no secrets: the whole message, checked before any export job.
-            LOGGER.error("Invalid stream_maps: %s", exc)  # noqa: TRY400 - message says all
-            sys.stderr.flush()
-            raise SystemExit(1) from None
-        except LinkedInCRMError as exc:
-            LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
-            sys.stderr.flush()
-            raise SystemExit(1) from None
+
+    @classmethod
+    @override
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """`--test`, the connection test: its failure is one clear line and exit 1.
+
+        Raises:
+            SystemExit: 1 when the test failed, 130 when interrupted.
+        """
+        with _clean_exit():
+            super().cb_test(ctx, param, value)
+
+
+@contextlib.contextmanager
+def _clean_exit() -> Iterator[None]:
+    """Known failures end the command with a clear message and a non-zero exit, no traceback.
+
+    Raises:
+        SystemExit: 1 for failed exports or configuration errors, 130 when interrupted.
+    """
+    try:
+        yield
+    except SyncInterruptedError:
+        LOGGER.error(  # noqa: TRY400 - the message is the whole story
+            "Sync interrupted; the last STATE message resumes it where it stopped."
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except ConfigValidationError as exc:
+        details = [e for e in exc.errors if e not in str(exc)]
+        LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    except MappingError as exc:
+        # Stream maps carry no secrets: the whole message, checked before any export job.
+        LOGGER.error("Invalid stream_maps: %s", exc)  # noqa: TRY400 - message says all
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    except LinkedInCRMError as exc:
+        LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+        sys.stderr.flush()
+        raise SystemExit(1) from None
 
 
 def _env_prefix(name: str) -> str:
@@ -516,6 +564,28 @@ def _read_config_files(config: PurePath | str | list[PurePath | str]) -> dict[st
         with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - str or PurePath
             merged |= json.load(handle)
     return merged
+
+
+def _config_file_problem(path: str) -> str | None:
+    """What keeps a `--config` file from being used (None: nothing); never its content."""
+    try:
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - a CLI path string
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return f"Cannot read the --config file {path}: {reason}."
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return (
+            f"The --config file {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno})."
+        )
+    if not isinstance(parsed, dict):
+        kind = "list" if isinstance(parsed, list) else "string" if isinstance(parsed, str) else ""
+        kind = kind or "number, boolean or null"
+        return f"The --config file {path} must hold a JSON object of settings, not a {kind}."
+    return None
 
 
 def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
@@ -538,6 +608,15 @@ def _checked_json_file(handle: t.IO[str] | None, name: str) -> t.IO[str] | None:
         raise LinkedInCRMError(msg) from None
     if name == "state":
         normalize_state(parsed)  # checked again (and its notes logged) when the tap loads it
+    if name == "catalog":
+        try:
+            Catalog.from_dict(parsed)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            msg = (
+                f"The --catalog file is not a Singer catalog ({type(exc).__name__}: {exc}); pass "
+                "the output of --discover, with streams selected in its metadata."
+            )
+            raise LinkedInCRMError(msg) from None
     return io.StringIO(text)
 
 

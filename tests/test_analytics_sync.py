@@ -442,6 +442,81 @@ def test_a_row_count_that_never_matches_fails_that_window_and_keeps_the_bookmark
     assert bookmark(result.final_state, EMEA_CONTRACT, ACTIVITY) == midnight(0)
 
 
+@pytest.mark.parametrize("variant", ["null", "absent", "empty"])
+def test_a_download_url_missing_once_is_asked_again_and_every_row_lands(
+    sandbox: Sandbox, run_tap: RunTap, variant: str
+) -> None:
+    """`"downloadUrl": ""` is no URL, as null or absent are: asked again, not a broken body."""
+    sandbox.add_fault(
+        Fault(
+            kind="download_urls_missing",
+            endpoint="analytics_get",
+            variant=variant,
+            contract=EMEA_CONTRACT,
+            export_type=ACTIVITY,
+            times=1,
+        )
+    )
+    result = run_tap(analytics_config(sandbox, start_days=2, window_days=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_every_row_once(
+        sandbox, result.messages, EMEA_CONTRACT, ACTIVITY, span=(midnight(2), midnight(0))
+    )
+
+
+@pytest.mark.parametrize("variant", ["null", "empty"])
+def test_a_job_with_rows_but_never_a_download_url_fails_that_window_and_keeps_the_bookmark(
+    sandbox: Sandbox, run_tap: RunTap, variant: str
+) -> None:
+    """LinkedIn's rowCount says the window has rows: it is not taken as empty (rows lost)."""
+    sandbox.add_fault(
+        Fault(
+            kind="download_urls_missing",
+            endpoint="analytics_get",
+            variant=variant,
+            contract=EMEA_CONTRACT,
+            export_type=ACTIVITY,
+            times=None,
+        )
+    )
+    result = run_tap(analytics_config(sandbox, start_days=2, window_days=2))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert bookmark(result.final_state, EMEA_CONTRACT, ACTIVITY) is None
+    assert not records_of(result.messages, ACTIVITIES, contract=EMEA_CONTRACT)
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any(
+        f"contract {EMEA_CONTRACT} (activity export)" in line and "rowCount" in line
+        for line in errors
+    ), errors
+    assert bookmark(result.final_state, AMERICAS_CONTRACT, ACTIVITY) == midnight(0)
+    assert bookmark(result.final_state, EMEA_CONTRACT, SEAT) == midnight(0)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"replication_key": "endAt", "replication_key_value": 10**20},
+        {"replication_key": "endAt", "replication_key_value": -(10**15)},
+        {"inFlightJobs": [{"jobId": 7, "startAt": 0, "endAt": 10**20, "createdAt": 0}]},
+    ],
+    ids=["bookmark-beyond-year-9999", "bookmark-before-1970", "in-flight-window-beyond-9999"],
+)
+def test_a_bookmark_no_calendar_holds_fails_that_partition_only(
+    sandbox: Sandbox, run_tap: RunTap, entry: dict[str, t.Any]
+) -> None:
+    context = {"contract": EMEA_CONTRACT, "exportType": ACTIVITY}
+    state = {"bookmarks": {ACTIVITIES: {"partitions": [{"context": context, **entry}]}}}
+    result = run_tap(analytics_config(sandbox, start_days=1, window_days=1), state)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"contract {EMEA_CONTRACT} (activity export)" in result.stderr
+    assert "in the state is" in result.stderr
+    assert not records_of(result.messages, ACTIVITIES, contract=EMEA_CONTRACT)
+    assert bookmark(result.final_state, AMERICAS_CONTRACT, ACTIVITY) == midnight(0)
+    assert bookmark(result.final_state, EMEA_CONTRACT, SEAT) == midnight(0)
+
+
 # Contracts --------------------------------------------------------------------------------------
 
 
@@ -455,6 +530,31 @@ def test_contract_ids_limit_the_export_to_those_contracts(
     assert {r["contract"] for r in result.records(ACTIVITIES)} == {AMERICAS_CONTRACT}
     # The contracts stream still lists every contract the member can see.
     assert len(result.records(CONTRACTS)) == 3
+
+
+@pytest.mark.parametrize(("kind", "status"), [("error", 500), ("forbidden", 403)])
+def test_contract_ids_are_exported_even_when_the_contracts_cannot_be_listed(
+    sandbox: Sandbox, run_tap: RunTap, kind: str, status: int
+) -> None:
+    """The listing only serves the sales_contracts stream (and a check) once contract_ids names
+    the contracts: its failure fails that stream, not every export."""
+    sandbox.add_fault(Fault(kind=kind, endpoint="contracts", status=status, times=None))
+    cfg = analytics_config(
+        sandbox,
+        start_days=1,
+        window_days=1,
+        contract_ids=[AMERICAS_CONTRACT],
+        request_max_retries=1,
+    )
+    result = run_tap(cfg)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert not result.records(CONTRACTS)
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any("list the member's Sales Navigator contracts" in line for line in errors), errors
+    for export_type in EXPORT_TYPES:
+        assert bookmark(result.final_state, AMERICAS_CONTRACT, export_type) == midnight(0)
+    assert {r["contract"] for r in result.records(ACTIVITIES)} == {AMERICAS_CONTRACT}
 
 
 @pytest.mark.parametrize("contract", ["urn:li:contract:999999", NO_REPORTING_CONTRACT])

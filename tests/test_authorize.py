@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import typing as t
@@ -207,3 +208,48 @@ def test_a_refused_code_exchange_exits_1_without_printing_secrets(
     assert not REFRESH_LINE.findall(out)
     leaked = [s for s in sandbox.issued_secrets() if s in out + err]
     assert not leaked
+
+
+def test_an_idle_connection_to_the_redirect_port_does_not_hold_up_the_redirect(
+    sandbox: Sandbox, start_helper: t.Callable[..., Helper]
+) -> None:
+    """Browsers open spare connections ahead of need (preconnect) and may never use them; the
+    redirect arriving on another connection must still be answered at once."""
+    helper = start_helper()
+    redirect = urlsplit(helper.query["redirect_uri"])
+    with socket.create_connection((redirect.hostname, redirect.port), timeout=10):
+        page = requests.get(helper.url, timeout=10)
+        assert page.status_code == 200
+        assert "Authorized" in page.text
+        status, out, err = helper.finish()
+    assert status == 0, err
+    assert REFRESH_LINE.findall(out)
+
+
+def test_a_port_already_in_use_is_one_clear_error_without_traceback(sandbox: Sandbox) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                str(AUTH_SCRIPT),
+                "--client-id",
+                CLIENT_ID,
+                "--authorization-url",
+                sandbox.authorization_url,
+                "--token-url",
+                sandbox.token_url,
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "LINKEDIN_CLIENT_SECRET": CLIENT_SECRET},
+            timeout=30,
+            check=False,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr
+    assert "--port" in proc.stderr

@@ -9,6 +9,7 @@ names, so a resume neither loses nor repeats rows.
 from __future__ import annotations
 
 import copy
+import time
 import typing as t
 
 import pytest
@@ -317,3 +318,43 @@ def test_given_only_the_exports_stream_when_run_then_no_downloads_and_bookmark_m
             == new[urn]["nextExportStartAt"]
             == export["nextExportStartAt"]
         )
+
+
+@pytest.mark.parametrize(
+    "selected", [(RECORDS, EXPORTS), (EXPORTS,)], ids=["both-selected", "exports-only"]
+)
+def test_given_an_instance_bookmarked_in_both_streams_when_run_then_the_later_one_kept_once(
+    sandbox: Sandbox, selected: tuple[str, ...]
+) -> None:
+    """The first release kept a copy of each instance's bookmark in both streams, and only the
+    selected stream's copy moved on. A stale copy in the stream that now keeps the bookmark
+    must not move it back (re-exporting days already delivered); one entry remains."""
+    day = 86_400_000
+    latest = int(time.time() * 1000) - 2 * day
+    stale = latest - 8 * day
+
+    def entry(mark: int) -> dict[str, t.Any]:
+        return {
+            "context": {"crmInstanceId": DYNAMICS_INSTANCE},
+            "replication_key": "exportEndAt",
+            "replication_key_value": mark,
+            "nextExportStartAt": mark,
+        }
+
+    owner = selected[0]
+    other = EXPORTS if owner == RECORDS else RECORDS
+    state: dict[str, t.Any] = {
+        "bookmarks": {
+            owner: {"partitions": [entry(stale)]},
+            other: {"partitions": [entry(latest)]},
+        }
+    }
+    sync(sandbox, state, selected=selected)
+    [created] = [i for i in sandbox.jobs.values() if i["instance"] == DYNAMICS_INSTANCE]
+    assert created["exportStartAt"] == latest
+    assert partition(state, DYNAMICS_INSTANCE, owner)["nextExportStartAt"] > latest
+    assert not [
+        p
+        for p in state["bookmarks"][other]["partitions"]
+        if p["context"] == {"crmInstanceId": DYNAMICS_INSTANCE}
+    ]

@@ -175,6 +175,18 @@ def fired(kind: str, times: int = 1) -> Callable[[Sandbox, TapRun], str | None]:
     return check
 
 
+def fired_per_poll(kind: str, tries: int) -> Callable[[Sandbox, TapRun], str | None]:
+    """The fault fired `tries` times for each of several polls (it never stopped a poll early)."""
+
+    def check(sb: Sandbox, run: TapRun) -> str | None:
+        count = sum(1 for f in sb.fired_faults if f.kind == kind)
+        assert count >= 2 * tries, f"fault {kind} fired {count}x: the job was not polled again"
+        assert count % tries == 0, f"fault {kind} fired {count}x, not {tries} per poll"
+        return None
+
+    return check
+
+
 def posts_for_a(count: int) -> Callable[[Sandbox, TapRun], str | None]:
     def check(sb: Sandbox, run: TapRun) -> str | None:
         assert len(endpoint_calls(sb, "create", A)) == count
@@ -377,13 +389,15 @@ CASES = [
         check=fired("error", 2),
     ),
     Case(
+        # Each poll makes 3 tries (request_max_retries 2); the job is polled again until
+        # job_timeout, then its instance fails naming the cause.
         "error-500-persistent",
         "error",
         [Fault("error", endpoint="get", instance=A, status=500, times=None)],
-        config={"request_max_retries": 2},
+        config={"request_max_retries": 2, "request_retry_delay": 0.05, "job_timeout": 1.5},
         failed=frozenset({A}),
-        error_words=("HTTP 500 after 3 tries",),
-        check=fired("error", 3),
+        error_words=("HTTP 500 after 3 tries", "job_timeout"),
+        check=fired_per_poll("error", 3),
     ),
     Case(
         "slow-download-timeout",

@@ -30,8 +30,10 @@ from tap_linkedin_crm.errors import (
     JobGoneError,
     JobTimeoutError,
     LinkedInCRMError,
+    NetworkError,
     NotFoundError,
     PermissionDeniedError,
+    ServerError,
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, PollPolicy
@@ -417,6 +419,54 @@ def test_given_halves_splitting_again_when_run_then_every_leaf_in_order(
     assert all(leaf.outcome is Outcome.COMPLETED for leaf in leaves)
 
 
+def test_given_later_window_split_while_an_earlier_half_waits_when_capped_then_no_deadlock(
+    stopper: Stopper,
+) -> None:
+    """Halves of a later split must not take the slots an earlier half waits for.
+
+    A and B split; B splits while A's first half is still running. Were B's halves created
+    before A's second half, the cap (3) would be held by B1, B2 and C, all emitted after A2,
+    and the main thread would wait for A2 forever.
+    """
+    a1, a2 = Window(T0, T0 + 5 * DAY), Window(T0 + 5 * DAY, T0 + 10 * DAY)
+    b1 = Window(T0 + 10 * DAY, T0 + 15 * DAY)
+    too_big = ["FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"]
+    kind = FakeKind(
+        by_start={
+            T0: [too_big, ["PROCESSING", "COMPLETED"]],
+            T0 + 10 * DAY: [too_big, ["COMPLETED"]],
+        },
+        actions=split_first_job,
+        default=["COMPLETED"],
+    )
+
+    tops: list[TrackedJob] = []
+
+    def until(condition: Callable[[], bool]) -> None:
+        while not condition() and not stopper.stopped:
+            time.sleep(0.002)
+
+    def a_splits_then_b_then_a1_completes(task: ExportTask, job_id: int) -> None:
+        if task.window == a1:
+            until(lambda: bool(tops) and tops[1].outcome is Outcome.SPLIT)
+        elif task.window == Window(T0 + 10 * DAY, T0 + 20 * DAY):
+            until(lambda: bool(kind.creates_for(a1)))
+
+    kind.before_get = a_splits_then_b_then_a1_completes
+    tasks = [task(T0, T0 + 10 * DAY), task(T0 + 10 * DAY, T0 + 20 * DAY)]
+    tasks.append(task(T0 + 20 * DAY, T0 + 21 * DAY))
+    for sequence, each in enumerate(tasks):
+        each.sequence = sequence  # as the run numbers its tasks
+    with running(kind, tasks, stopper, cap=3) as (scheduler, tracked):
+        tops.extend(tracked)
+        leaves = drain(scheduler, tracked)
+    starts = [(leaf.task.window.start_at - T0) // DAY for leaf in leaves]
+    assert starts == [0, 5, 10, 15, 20]
+    assert all(leaf.outcome is Outcome.COMPLETED for leaf in leaves)
+    assert kind.creates_for(a2)
+    assert kind.creates_for(b1)
+
+
 def test_given_data_not_ready_when_kind_says_stop_then_stopped_with_a_note(
     stopper: Stopper,
 ) -> None:
@@ -474,6 +524,43 @@ def test_given_job_that_never_finishes_when_timeout_then_failed_and_job_id_kept(
     nominal = [5, 7.5, 11.25, 16.875] + [20] * (len(gaps) - 4)
     assert all(gap >= delay for gap, delay in zip(gaps[:-1], nominal, strict=False))
     assert times[-1] - times[0] >= 200  # not given up before the deadline
+
+
+def test_given_polls_failing_for_a_while_when_linkedin_recovers_then_the_job_completes(
+    stopper: Stopper, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outage longer than the client's retries while a job runs (for hours, maybe) costs
+    polls, not the export: the job is polled again until it ends or job_timeout passes."""
+    outage = [ServerError("LinkedIn kept failing with HTTP 503 after 6 tries.", status=503)] * 3
+    network = NetworkError("Could not read export job: connection refused by api.example.")
+    kind = FakeKind(["PROCESSING", *outage, network, "PROCESSING", "COMPLETED"])
+    with (
+        caplog.at_level(logging.WARNING, ENGINE_LOGGER),
+        running(kind, [task(T0)], stopper) as (
+            scheduler,
+            [tracked],
+        ),
+    ):
+        scheduler.wait(tracked)
+    assert tracked.outcome is Outcome.COMPLETED, tracked.error
+    assert kind.creates_for(Window(T0)) == [100]
+    retried = [m for m in messages(caplog) if "could not poll export job 100" in m]
+    assert len(retried) == 4
+    assert "HTTP 503" in retried[0]
+
+
+def test_given_polls_failing_until_the_job_timeout_then_failed_with_the_cause_and_kept(
+    stopper: Stopper,
+) -> None:
+    outage = ServerError("LinkedIn kept failing with HTTP 503 after 6 tries.", status=503)
+    kind = FakeKind(["PROCESSING", outage])
+    with running(kind, [task(T0)], stopper, timeout=0.2) as (scheduler, [tracked]):
+        scheduler.wait(tracked)
+        snapshot = scheduler.snapshot(tracked)
+    assert tracked.outcome is Outcome.FAILED
+    assert "HTTP 503" in str(tracked.error)
+    assert "job_timeout" in str(tracked.error)
+    assert snapshot[0] == 100  # kept: the next run polls it again
 
 
 # COMPLETED without files --------------------------------------------------------------------------

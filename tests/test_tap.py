@@ -278,3 +278,24 @@ def test_given_test_flag_when_run_then_stops_after_first_record_without_bookmark
     assert all("nextExportStartAt" not in json.dumps(state) for state in states)
     assert "An unhandled error occurred" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"client_secret": "wrong-secret-Zq55"}, "client credentials"),
+        ({"client_id": None, "client_secret": None}, "No credentials for the CRM exports"),
+    ],
+    ids=["refused", "no-credentials"],
+)
+def test_given_test_flag_when_the_connection_fails_then_one_clear_error_and_exit_1(
+    sandbox: Sandbox, run_tap: RunTap, overrides: dict[str, t.Any], words: str
+) -> None:
+    """`--test` is the connection test: its failure is the message, not a traceback."""
+    config = {k: v for k, v in (sandbox.tap_config() | overrides).items() if v is not None}
+    result = run_tap(config, args=["--test"])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert any(words in line for line in errors), errors
+    assert "wrong-secret-Zq55" not in result.stdout + result.stderr

@@ -236,6 +236,35 @@ def test_given_typo_in_a_stream_map_then_whole_error_before_any_request(
     assert not [r for r in sandbox.requests if r.endpoint == "create"]
 
 
+def test_given_stream_map_failing_on_one_row_then_named_and_that_row_resumed_not_lost(
+    run_tap: RunTap,
+) -> None:
+    """A map that raises on row 5 only (here in a clone): the instance fails naming the map's
+    error and the row; the state resumes at row 5, so once the map is fixed every row of every
+    output stream arrives exactly once (row 5 is neither lost nor sent twice)."""
+    clone = "records_clone"
+    with Sandbox(Scenario(instances={B: InstanceSpec(rows=20, files=1)})) as sb:
+        broken = {
+            RECORDS: {"x": "rowNumber"},
+            clone: {"__source__": RECORDS, "y": "1 // (rowNumber - 5)"},
+        }
+        first = run_tap(sb.tap_config(crm_instance_ids=[B], stream_maps=broken))
+        assert first.returncode == 1, first.stderr[-2000:]
+        assert "Traceback" not in first.stderr
+        errors = [line for line in first.stderr.splitlines() if "| ERROR" in line]
+        assert any(
+            "stream_maps" in line and "row 5" in line and "ZeroDivisionError" in line
+            for line in errors
+        ), errors
+        assert in_flight(first.final_state, B)["rowsDone"] == 4
+        fixed = {RECORDS: {"x": "rowNumber"}, clone: {"__source__": RECORDS, "y": "rowNumber"}}
+        second = run_tap(sb.tap_config(crm_instance_ids=[B], stream_maps=fixed), first.final_state)
+        assert second.returncode == 0, second.stderr[-2000:]
+    for stream in (RECORDS, clone):
+        rows = [r["rowNumber"] for run in (first, second) for r in run.records(stream)]
+        assert sorted(rows) == list(range(1, 21)), stream
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
@@ -351,6 +380,42 @@ def test_given_malformed_state_then_one_clear_line_and_exit_1(
     state_path.write_text(text)
     run = run_tap(sandbox.tap_config(), args=["--state", str(state_path)])
     assert_refused_cleanly(run, sandbox, words)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (None, "Cannot read the --config file"),
+        ('{"client_secret": "s3cr3t-Zq97", ', "is not valid JSON (Expecting property name"),
+        ("[]", "must hold a JSON object of settings, not a list"),
+        ('"client_id"', "must hold a JSON object of settings, not a string"),
+    ],
+    ids=["missing", "corrupt-json", "a-list", "a-string"],
+)
+def test_given_unusable_config_file_then_one_clear_line_and_exit_1(
+    sandbox: Sandbox, tmp_path: Path, text: str | None, words: str
+) -> None:
+    """Whatever the mode (sync, --discover, --test), and never quoting the file's content."""
+    path = tmp_path / "config.json"
+    if text is not None:
+        path.write_text(text)
+    for mode in ([], ["--discover"], ["--test"]):
+        run = run_process(["--config", str(path), *mode])
+        assert_refused_cleanly(run, sandbox, words)
+        assert str(path) in run.stderr
+        assert "s3cr3t-Zq97" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize(
+    "text", ['{"streams": 5}', "[]", '{"streams": [7]}'], ids=["streams-a-number", "a-list", "x"]
+)
+def test_given_catalog_that_is_not_a_catalog_then_one_clear_line_and_exit_1(
+    sandbox: Sandbox, run_tap: RunTap, tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "catalog.json"
+    path.write_text(text)
+    run = run_tap(sandbox.tap_config(), args=["--catalog", str(path)])
+    assert_refused_cleanly(run, sandbox, "The --catalog file is not a Singer catalog")
 
 
 def test_given_text_bookmark_in_one_partition_then_only_that_instance_fails(

@@ -28,6 +28,7 @@ from tap_linkedin_crm.errors import (
     ConsumerGoneError,
     InvalidStateError,
     LinkedInCRMError,
+    StreamMapError,
     SyncFailedError,
     SyncInterruptedError,
 )
@@ -203,7 +204,9 @@ class ExportRun:
         for family in self.families:
             others = [name for name in family.stream_names if name != family.owner]
             for partition in family.kind.partitions():
-                entry = self.store.entry(family.owner, others, partition.context)
+                entry = self.store.entry(
+                    family.owner, others, partition.context, family.kind.state_layout
+                )
                 state = PartitionState(entry, family.kind.state_layout, partition.label)
                 prun = PartitionRun(family=family, partition=partition, state=state)
                 self.partitions.append(prun)
@@ -361,28 +364,7 @@ class ExportRun:
         kind = family.kind
         stream = family.rows
         assert stream is not None  # noqa: S101 - called only when selected
-        job = leaf.job
-        assert job is not None  # noqa: S101
-        position = Position(job_id=job.job_id)
-        resume = leaf.task.resume
-        if resume is not None and resume.job_id == job.job_id:
-            position.file_index, position.rows_done = resume.file_index, resume.rows_done
-            if position.file_index or position.rows_done:
-                LOGGER.info(
-                    "%s: resuming export job %s at file %d, after row %d.",
-                    prun.partition.label,
-                    job.job_id,
-                    position.file_index + 1,
-                    position.rows_done,
-                )
-        elif resume is not None and (resume.file_index or resume.rows_done):
-            LOGGER.warning(
-                "%s: export job %s, partly emitted by the last run, was replaced by job %s for "
-                "the same window; its records will be emitted again under the new jobId.",
-                prun.partition.label,
-                resume.job_id,
-                job.job_id,
-            )
+        position = _start_position(prun, leaf)
         prun.current = (leaf, position)
         downloader = self.downloader(kind)
         downloader.on_wait, downloader.wait_every = self._waiting, WAITING_EVERY_SECONDS
@@ -404,7 +386,13 @@ class ExportRun:
                         assert current is not None  # noqa: S101 - rows come from a completed job
                         provenance_job, provenance_file = current, file_index
                         provenance = kind.provenance(task, current, file_index)
-                    write({**provenance, ROW_NUMBER: row_number, **row})
+                    try:
+                        write({**provenance, ROW_NUMBER: row_number, **row})
+                    except Exception as exc:  # noqa: BLE001 - any failure: the row is not out
+                        # The row was not delivered: the state must resume at it, not after it.
+                        position.rows_done = row_number - 1
+                        error = _unwritten(prun, position.job_id, file_index, row_number, exc)
+                        raise error from None
                     emitted += 1
                     # Only here, with `position` equal to what was written, may a stop cut in.
                     check_stop()
@@ -500,6 +488,57 @@ def _unlabelled(label: str, error: BaseException) -> str:
         if text.startswith(prefix):
             return text.removeprefix(prefix)
     return text
+
+
+def _start_position(prun: PartitionRun, leaf: TrackedJob) -> Position:
+    """Where emitting the leaf's job starts: where the last run stopped in this same job, if so."""
+    job = leaf.job
+    assert job is not None  # noqa: S101 - called only for a completed job
+    position = Position(job_id=job.job_id)
+    resume = leaf.task.resume
+    if resume is not None and resume.job_id == job.job_id:
+        position.file_index, position.rows_done = resume.file_index, resume.rows_done
+        if position.file_index or position.rows_done:
+            LOGGER.info(
+                "%s: resuming export job %s at file %d, after row %d.",
+                prun.partition.label,
+                job.job_id,
+                position.file_index + 1,
+                position.rows_done,
+            )
+    elif resume is not None and (resume.file_index or resume.rows_done):
+        LOGGER.warning(
+            "%s: export job %s, partly emitted by the last run, was replaced by job %s for "
+            "the same window; its records will be emitted again under the new jobId.",
+            prun.partition.label,
+            resume.job_id,
+            job.job_id,
+        )
+    return position
+
+
+def _unwritten(
+    prun: PartitionRun, job_id: int, file_index: int, row_number: int, error: Exception
+) -> LinkedInCRMError:
+    """The error of a row the output could not take (a stream map raised on it, say)."""
+    if isinstance(error, ConsumerGoneError | SyncInterruptedError):
+        return error
+    where = f"row {row_number} of file {file_index + 1} of export job {job_id}"
+    if isinstance(error, StreamMapError):
+        msg = (
+            f"{prun.partition.label}: {error} (on {where}). The bookmark was not moved; fix "
+            "stream_maps and run again: the next run resumes at this row."
+        )
+        return StreamMapError(msg)
+    if isinstance(error, LinkedInCRMError):
+        return error
+    # Only the type, as for any unexpected error: its message might quote anything.
+    LOGGER.debug("unexpected error", exc_info=error)
+    msg = (
+        f"{prun.partition.label}: {where} could not be written (unexpected "
+        f"{type(error).__name__}); the next run resumes at this row."
+    )
+    return LinkedInCRMError(msg)
 
 
 def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:

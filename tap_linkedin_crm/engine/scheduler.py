@@ -14,6 +14,7 @@ running after `job_timeout` fails its partition but stays in state, so the next 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 import functools
@@ -33,6 +34,8 @@ from tap_linkedin_crm.errors import (
     LinkedInCRMError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
+    ServerError,
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, JobPhase, is_known_status
@@ -495,6 +498,17 @@ class JobScheduler:
                 self._on_failure(tracked, None, "it vanished (404) while being polled")
 
             return vanished
+        except (ServerError, RateLimitedError) as exc:
+            # LinkedIn (or the network) failing for longer than the client's retries: the job
+            # itself is fine. Poll it again later; job_timeout bounds the wait as for any job.
+            error = exc
+
+            def unanswered() -> None:
+                if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
+                    return  # replaced or cancelled meanwhile
+                self._poll_failed(tracked, error)
+
+            return unanswered
 
         def apply() -> None:
             if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
@@ -549,6 +563,29 @@ class JobScheduler:
         else:
             self._on_failure(tracked, job, job.status)
 
+    def _poll_failed(self, tracked: TrackedJob, error: LinkedInCRMError) -> None:
+        """A poll got no answer: poll again after the next delay, unless job_timeout is up."""
+        elapsed = self.monotonic() - tracked.started
+        if elapsed >= self.policy.timeout:
+            msg = (
+                f"{tracked.label}: export job {tracked.job_id} could not be polled ({error}), "
+                f"and {self.policy.timeout:g} s (job_timeout) have passed; the bookmark was not "
+                "moved and the next run resumes this job."
+            )
+            self._finish(tracked, Outcome.FAILED, JobTimeoutError(msg))
+            return
+        assert tracked.delays is not None  # noqa: S101 - set when polling began
+        delay = min(next(tracked.delays), self.policy.timeout - elapsed)
+        LOGGER.warning(
+            "%s: could not poll export job %s (%s); polling it again in %.1f s (job_timeout "
+            "bounds the wait).",
+            tracked.label,
+            tracked.job_id,
+            error,
+            delay,
+        )
+        self._schedule(tracked, delay)
+
     def _on_completed(self, tracked: TrackedJob, job: ExportJob) -> None:
         if job.download_urls or job.row_count == 0:
             # (LinkedIn's rowCount 0 without a file is plainly an empty window.)
@@ -583,6 +620,16 @@ class JobScheduler:
                 job.job_id,
             )
             self._recreate(tracked)
+            return
+        if job.row_count:
+            # LinkedIn's own rowCount says the window has rows: taken as empty, they would be
+            # lost. A rowCount the files do not match fails the window too (see downloads).
+            msg = (
+                f"{tracked.label}: LinkedIn completed export jobs for this window twice without a "
+                f"download URL (last: job {job.job_id}), though its rowCount says "
+                f"{job.row_count} rows. The bookmark was not moved; the next run tries again."
+            )
+            self._finish(tracked, Outcome.FAILED, JobFailedError(msg))
             return
         tracked.completed_at = self.wall_ms()
         tracked.note = (
@@ -650,12 +697,13 @@ class JobScheduler:
         ]
         tracked.children = children
         self._tracked.extend(children)
-        self._pending[:0] = children  # next in emission order: create them first
+        for child in children:
+            self._queue(child)
         self._finish(tracked, Outcome.SPLIT)
         self._free(tracked)
 
     def _recreate(self, tracked: TrackedJob) -> None:
-        """Queue a new job for the tracked task (it keeps its slot and goes first)."""
+        """Queue a new job for the tracked task, in its place in emission order."""
         tracked.job_id = None
         tracked.job = None
         tracked.outcome = Outcome.PENDING
@@ -664,7 +712,17 @@ class JobScheduler:
         if tracked.holds_slot:
             tracked.holds_slot = False
             self._slots -= 1
-        self._pending.insert(0, tracked)
+        self._queue(tracked)
+
+    def _queue(self, tracked: TrackedJob) -> None:
+        """Put a job to create into `_pending` at its place in emission order.
+
+        Jobs are created from the front, so the job the main thread will need first is always
+        created first. Were a later job put ahead of an earlier one (say the halves of a later
+        window split while an earlier half waits for a slot), the cap could fill with jobs that
+        are emitted only after a job that can then never be created: a deadlock.
+        """
+        bisect.insort(self._pending, tracked, key=_emission_order)
 
     def _finish(
         self, tracked: TrackedJob, outcome: Outcome, error: BaseException | None = None
@@ -711,6 +769,11 @@ class JobScheduler:
         if not tracked.children:
             return [tracked]
         return [leaf for child in tracked.children for leaf in self._leaves(child)]
+
+
+def _emission_order(tracked: TrackedJob) -> tuple[int, int]:
+    """Where a job comes in the order the main thread emits (halves share their task's place)."""
+    return tracked.task.sequence, tracked.task.window.start_at
 
 
 def _nothing() -> None:

@@ -153,7 +153,7 @@ class PartitionState:
         value = entry.get(self.layout.next_start_field) if self.layout.next_start_field else None
         if value is None:
             value = entry.get("replication_key_value")
-        return _optional_ms(value, f"{self.label}: bookmark")
+        return _optional_epoch_ms(value, f"{self.label}: bookmark")
 
     def complete(self, bookmark: int, window_end: int | None) -> int:
         """Move the bookmark past a fully emitted window; it never moves backwards.
@@ -200,7 +200,7 @@ class PartitionState:
     def _parse_in_flight(self, item: Mapping[str, t.Any]) -> InFlightJob:
         where = f"{self.label}: {self.layout.in_flight_field}"
         job_id = _optional_ms(item.get("jobId"), f"{where}.jobId")
-        start = _optional_ms(
+        start = _optional_epoch_ms(
             item.get(self.layout.start_field), f"{where}.{self.layout.start_field}"
         )
         if job_id is None or start is None:
@@ -208,7 +208,9 @@ class PartitionState:
             raise InvalidStateError(msg)
         end = None
         if self.layout.end_field:
-            end = _optional_ms(item.get(self.layout.end_field), f"{where}.{self.layout.end_field}")
+            end = _optional_epoch_ms(
+                item.get(self.layout.end_field), f"{where}.{self.layout.end_field}"
+            )
         counts = {
             name: _optional_ms(item.get(name), f"{where}.{name}")
             for name in ("attempt", "fileIndex", "rowsDone")
@@ -219,7 +221,7 @@ class PartitionState:
         return InFlightJob(
             job_id=job_id,
             window=Window(start, end),
-            created_at=_optional_ms(item.get("createdAt"), f"{where}.createdAt"),
+            created_at=_optional_epoch_ms(item.get("createdAt"), f"{where}.createdAt"),
             attempt=counts["attempt"] or 1,
             file_index=counts["fileIndex"] or 0,
             rows_done=counts["rowsDone"] or 0,
@@ -253,6 +255,23 @@ def _optional_ms(value: object, what: str) -> int | None:
     return int(value)
 
 
+#: The last millisecond of year 9999: later (or negative) epoch values are no calendar's.
+_MAX_EPOCH_MS = 253_402_300_799_999
+
+
+def _optional_epoch_ms(value: object, what: str) -> int | None:
+    """An epoch-ms field of the state (a bookmark, a window, a time), or None when absent.
+
+    Raises:
+        InvalidStateError: Not a whole number, or not an instant from 1970 to year 9999.
+    """
+    ms = _optional_ms(value, what)
+    if ms is not None and not 0 <= ms <= _MAX_EPOCH_MS:
+        msg = f"{what} in the state is {value!r}, not epoch milliseconds from 1970 to year 9999."
+        raise InvalidStateError(msg)
+    return ms
+
+
 class StateStore:
     """The partitions of the tap state, found and created by stream and context."""
 
@@ -261,23 +280,49 @@ class StateStore:
         self.state = state
 
     def entry(
-        self, owner: str, others: Iterable[str], context: Mapping[str, str]
+        self,
+        owner: str,
+        others: Iterable[str],
+        context: Mapping[str, str],
+        layout: StateLayout | None = None,
     ) -> dict[str, t.Any]:
         """The owner stream's entry for `context`, created if needed.
 
         When only another stream of the same kind has one (the selection changed since the
-        last run), it is moved to the owner, so the bookmark is not lost.
+        last run), it is moved to the owner, so the bookmark is not lost. When several streams
+        have one (the first release kept a copy per stream, and only the selected streams'
+        copies moved on), the one with the latest bookmark (read through `layout`) is kept,
+        under the owner, and the stale copies are dropped: they must never move the bookmark
+        back. If a copy cannot be read, all are left as they are (the owner's error shows).
         """
-        found = self._find(owner, context)
-        if found is not None:
-            return found
+        found = [(owner, e)] if (e := self._find(owner, context)) is not None else []
         for other in others:
             entry = self._find(other, context)
             if entry is not None:
-                self._partitions(other).remove(entry)
-                self._partitions(owner).append(entry)
-                return entry
-        entry = {"context": dict(context)}
+                found.append((other, entry))
+        if not found:
+            entry = {"context": dict(context)}
+            self._partitions(owner).append(entry)
+            return entry
+        stream, entry = found[0]
+        if len(found) > 1 and layout is not None:
+            try:
+                marks = [PartitionState(e, layout, "").bookmark for _, e in found]
+            except InvalidStateError:
+                return entry if stream == owner else self._move(stream, owner, entry)
+            # The latest bookmark; on a tie the first found (the owner's, if it has one).
+            best = max(
+                range(len(found)),
+                key=lambda i: (marks[i] is not None, marks[i] or 0, -i),
+            )
+            for index, (name, stale) in enumerate(found):
+                if index != best:
+                    self._partitions(name).remove(stale)
+            stream, entry = found[best]
+        return entry if stream == owner else self._move(stream, owner, entry)
+
+    def _move(self, stream: str, owner: str, entry: dict[str, t.Any]) -> dict[str, t.Any]:
+        self._partitions(stream).remove(entry)
         self._partitions(owner).append(entry)
         return entry
 

@@ -94,6 +94,7 @@ def list_contracts(client: LinkedInClient) -> list[Contract]:
         MalformedResponseError: A page or an element is not what LinkedIn documents.
     """
     contracts: list[Contract] = []
+    seen: set[str] = set()
     start = 0
     while True:
         body = client.call_json(
@@ -111,13 +112,28 @@ def list_contracts(client: LinkedInClient) -> list[Contract]:
         if not isinstance(elements, list):
             msg = "LinkedIn's list of contracts has no elements list."
             raise MalformedResponseError(msg)
-        contracts.extend(_contract(element) for element in elements)
-        paging = body.get("paging")
-        total = paging.get("total") if isinstance(paging, dict) else None
+        fresh = [c for c in map(_contract, elements) if c.urn not in seen]
+        seen.update(c.urn for c in fresh)
+        contracts.extend(fresh)
         start += len(elements)
-        if not elements or (len(elements) < CONTRACTS_PAGE_SIZE and total is None):
+        if not fresh:  # an empty page, or one LinkedIn sent before (it ignored `start`)
             return contracts
-        if isinstance(total, int) and start >= total:
+        paging = body.get("paging")
+        paging = paging if isinstance(paging, dict) else {}
+        total = paging.get("total")
+        if isinstance(total, int):
+            if start >= total:
+                return contracts
+            continue
+        # Without a total: a full page (by the count LinkedIn says it used, which may be less
+        # than asked) or a "next" link means there may be more.
+        count = paging.get("count")
+        size = count if isinstance(count, int) and count > 0 else CONTRACTS_PAGE_SIZE
+        links = paging.get("links")
+        more = isinstance(links, list) and any(
+            isinstance(link, dict) and link.get("rel") == "next" for link in links
+        )
+        if len(elements) < size and not more:
             return contracts
 
 
@@ -310,7 +326,9 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
     where = f"LinkedIn's description of analytics export job {job_id}"
     status = job_status(body, where)
     url = body.get("downloadUrl")
-    if url is not None and (not isinstance(url, str) or not url):
+    if isinstance(url, str) and not url.strip():
+        url = None  # "" is no URL, as null or absent are: the engine asks again
+    if url is not None and not isinstance(url, str):
         msg = f"{where}: downloadUrl is not a URL."
         raise MalformedResponseError(msg)
     row_count = whole_number(body.get("rowCount"), where, "rowCount")

@@ -13,6 +13,7 @@ import typing as t
 
 from singer_sdk import singerlib
 
+from tap_linkedin_crm.errors import StreamMapError
 from tap_linkedin_crm.output.transforms import mapped_outputs
 from tap_linkedin_crm.output.writer import RecordLineEncoder
 
@@ -46,17 +47,44 @@ class SingerRecordSink:
         ]
 
     def write(self, record: dict[str, t.Any]) -> None:
-        """Transform and encode one record for every map that keeps it."""
-        for alias, transform, encoder in self._pairs:
-            mapped = transform(record)
-            if mapped is not None and not encoder.add(mapped):
-                # orjson refuses a few values (ints beyond 64 bits): the SDK's encoder takes them.
-                encoder.flush()
-                self._writer.write_message(
-                    singerlib.RecordMessage(
-                        stream=alias, record=mapped, time_extracted=dt.datetime.now(dt.UTC)
-                    )
-                )
+        """Transform and encode one record for every map that keeps it.
+
+        Every map runs before any record is encoded: a map failing on this row leaves no other
+        map's record of it behind, so the row can be resumed whole.
+
+        Raises:
+            StreamMapError: A stream map raised on the record (nothing of it was written).
+        """
+        pairs = self._pairs
+        if len(pairs) == 1:  # the usual case, without the list
+            alias, transform, encoder = pairs[0]
+            try:
+                each = transform(record)
+            except Exception as exc:  # noqa: BLE001 - whatever a map expression raises
+                raise StreamMapError.of(alias, exc) from None
+            if each is not None and not encoder.add(each):
+                self._write_with_sdk(encoder, alias, each)
+            return
+        mapped: list[dict[str, t.Any] | None] = []
+        for alias, transform, _ in pairs:
+            try:
+                mapped.append(transform(record))
+            except Exception as exc:  # noqa: BLE001 - whatever a map expression raises
+                raise StreamMapError.of(alias, exc) from None
+        for (alias, _, encoder), each in zip(pairs, mapped, strict=True):
+            if each is not None and not encoder.add(each):
+                self._write_with_sdk(encoder, alias, each)
+
+    def _write_with_sdk(
+        self, encoder: RecordLineEncoder, alias: str, record: dict[str, t.Any]
+    ) -> None:
+        """Write a record orjson refuses (ints beyond 64 bits) with the SDK's encoder."""
+        encoder.flush()
+        self._writer.write_message(
+            singerlib.RecordMessage(
+                stream=alias, record=record, time_extracted=dt.datetime.now(dt.UTC)
+            )
+        )
 
     def flush(self) -> None:
         """Write every encoded line."""
