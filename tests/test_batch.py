@@ -506,6 +506,39 @@ def test_storage_failing_mid_run_stops_before_any_further_state_and_resumes(
     assert_every_row_once(sandbox, kept, resumed, second.final_state)
 
 
+def test_stream_map_failing_on_one_row_resumes_that_row_whole_in_every_alias(
+    run_tap: RunTap, tmp_path: Path
+) -> None:
+    """A clone's map raises on row 25: no alias holds row 25 from the first run (the maps run
+    before any file takes the row), the error names the map, and once the map is fixed every
+    row of every alias arrives exactly once."""
+    clone = "records_clone"
+    root = tmp_path / "batches"
+    with Sandbox(Scenario(instances={SMALL: InstanceSpec(rows=40, files=1)})) as sb:
+        cfg = sb.tap_config(
+            crm_instance_ids=[SMALL], batch_config=batch_config(root, batch_size=10)
+        )
+        broken = {
+            RECORDS: {"x": "rowNumber"},
+            clone: {"__source__": RECORDS, "y": "1 // (rowNumber - 25)"},
+        }
+        first = run_tap({**cfg, "stream_maps": broken})
+        assert first.returncode == 1, first.stderr[-2000:]
+        assert "Traceback" not in first.stderr
+        assert "ZeroDivisionError" in first.stderr
+        assert "row 25" in first.stderr
+        committed, state = before_last_state(first.messages)
+        fixed = {RECORDS: {"x": "rowNumber"}, clone: {"__source__": RECORDS, "y": "rowNumber"}}
+        second = run_tap({**cfg, "stream_maps": fixed}, state)
+        assert second.returncode == 0, second.stderr[-2000:]
+    kept = records_by_stream(read_announced(committed))
+    resumed = records_by_stream(read_announced(second.messages))
+    assert all(r["rowNumber"] < 25 for records in kept.values() for r in records)
+    for stream in (RECORDS, clone):
+        rows = [r["rowNumber"] for r in kept.get(stream, []) + resumed[stream]]
+        assert sorted(rows) == list(range(1, 41)), stream
+
+
 def read_back(messages: list[Message], moved_to: Path) -> list[tuple[str, str, list[t.Any]]]:
     """Announced files that were moved to `moved_to`, read as a target would have."""
     moved = [

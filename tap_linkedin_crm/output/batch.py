@@ -33,7 +33,7 @@ import fsspec
 import orjson
 from singer_sdk.singerlib.json import serialize_json
 
-from tap_linkedin_crm.errors import ConsumerGoneError
+from tap_linkedin_crm.errors import ConsumerGoneError, StreamMapError
 from tap_linkedin_crm.output.singer import SingerOutput
 from tap_linkedin_crm.output.transforms import mapped_outputs
 
@@ -371,11 +371,20 @@ class BatchRecordSink:
     def write(self, record: dict[str, t.Any]) -> None:
         """Add the record to each map's file (a map may drop it).
 
+        Every map runs before any file takes the record: a map failing on this row leaves no
+        other map's copy of it behind, so the row can be resumed whole.
+
         Raises:
+            StreamMapError: A stream map raised on the record (nothing of it was written).
             BatchStorageError: The file could not be created or written.
         """
+        results: list[tuple[str, dict[str, t.Any] | None]] = []
         for alias, transform in self._outputs:
-            mapped = transform(record)
+            try:
+                results.append((alias, transform(record)))
+            except Exception as exc:  # noqa: BLE001 - whatever a map expression raises
+                raise StreamMapError.of(alias, exc) from None
+        for alias, mapped in results:
             if mapped is None:
                 continue
             batch = self._files.get(alias)
