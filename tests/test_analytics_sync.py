@@ -205,6 +205,24 @@ def test_records_carry_provenance_typed_columns_and_the_undeclared_ones(
         assert numbers == list(range(1, len(numbers) + 1))
 
 
+def test_a_file_without_a_key_column_lands_its_rows_with_a_warning_naming_the_key(
+    run_tap: RunTap,
+) -> None:
+    """LinkedIn drops `activityId` from the activity file: the rows still land (nothing is lost),
+    with a null key, and a WARNING says a target that upserts on the key would collapse them."""
+    columns = {ACTIVITY: [c for c in DEFAULT_ANALYTICS_COLUMNS[ACTIVITY] if c != "activityId"]}
+    with Sandbox(Scenario(analytics_columns=columns)) as sb:
+        result = run_tap(analytics_config(sb, start_days=2, window_days=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = result.records(ACTIVITIES)
+    assert records
+    assert all(r["activityId"] is None for r in records)
+    warnings = [line for line in result.stderr.splitlines() if "| WARNING" in line]
+    assert any("activityId" in w and "primary key" in w for w in warnings), warnings
+    # Outcome files still have their key: no such warning about them.
+    assert not any("outcome export" in w and "primary key" in w for w in warnings), warnings
+
+
 def test_contracts_and_exports_streams_describe_what_was_exported(
     sandbox: Sandbox, run_tap: RunTap
 ) -> None:

@@ -135,6 +135,9 @@ class ExportDownloader:
         #: for the output: that job may take as long as any other).
         self.on_wait: Callable[[], None] | None = None
         self.wait_every = 60.0
+        #: Columns the rows stream keys its records on: a file lacking one is worth a warning
+        #: (its rows have a null key, which a target that upserts on the key collapses).
+        self.key_columns: frozenset[str] = frozenset()
         #: Bytes read per file of the job being emitted (for the exports stream).
         self.file_bytes: list[int] = []
         self.files_empty: list[int] = []
@@ -385,7 +388,7 @@ class ExportDownloader:
         if expected is not None and decoder.rows_read != expected:
             raise _RowCountGapError(decoder.rows_read, expected)
         if decoder.header is not None:
-            _log_drift(tracked.label, label, decoder.header)
+            _log_drift(tracked.label, label, decoder.header, self.key_columns)
         self.file_bytes[index] = reader.bytes_read
         LOGGER.info(
             "%s: %s done: %d rows, %d bytes in %.2f s (%s).",
@@ -420,7 +423,9 @@ def _shutdown(response: requests.Response) -> None:
         shutdown()
 
 
-def _log_drift(label: str, file_label: str, header: HeaderInfo) -> None:
+def _log_drift(
+    label: str, file_label: str, header: HeaderInfo, key_columns: frozenset[str]
+) -> None:
     if header.added:
         LOGGER.warning(
             "%s: %s has columns not declared in column_types: %s; they are kept as strings in "
@@ -429,10 +434,21 @@ def _log_drift(label: str, file_label: str, header: HeaderInfo) -> None:
             file_label,
             ", ".join(header.added),
         )
-    if header.missing:
+    missing_keys = [name for name in header.missing if name in key_columns]
+    if missing_keys:
+        LOGGER.warning(
+            "%s: %s lacks %s, part of the stream's primary key: its rows have a null key, and a "
+            "target that upserts on the key keeps only one of them. Check the file's header, or "
+            "load this stream append-only.",
+            label,
+            file_label,
+            ", ".join(missing_keys),
+        )
+    others = [name for name in header.missing if name not in key_columns]
+    if others:
         LOGGER.info(
             "%s: %s lacks declared columns %s; they are null in its rows.",
             label,
             file_label,
-            ", ".join(header.missing),
+            ", ".join(others),
         )

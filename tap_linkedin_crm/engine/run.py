@@ -368,6 +368,7 @@ class ExportRun:
         prun.current = (leaf, position)
         downloader = self.downloader(kind)
         downloader.on_wait, downloader.wait_every = self._waiting, WAITING_EVERY_SECONDS
+        downloader.key_columns = frozenset(stream.primary_keys or ())
         write = self.output.sink(stream).write
         check_stop = self.stopper.check
         every = self.output.checkpoint_rows
