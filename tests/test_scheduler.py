@@ -654,6 +654,25 @@ def test_given_remembered_job_still_running_when_resumed_then_polled_without_a_p
     assert (tracked.job_id, tracked.created_at, tracked.polls) == (77, 555, 3)
 
 
+def test_given_remembered_job_unreadable_for_a_while_when_resumed_then_polled_not_failed(
+    stopper: Stopper, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first GET of a job from the last run meets an outage longer than the client's
+    retries: the job is adopted and polled again (as any poll would be), not failed."""
+    outage = ServerError("LinkedIn kept failing with HTTP 502 after 6 tries.", status=502)
+    kind = FakeKind(remembered={77: [outage, outage, "PROCESSING", "COMPLETED"]})
+    with (
+        caplog.at_level(logging.WARNING, ENGINE_LOGGER),
+        running(kind, [resumed(Window(T0))], stopper) as (scheduler, [tracked]),
+    ):
+        take(scheduler, tracked)
+    assert tracked.outcome is Outcome.COMPLETED, tracked.error
+    assert kind.created == []
+    assert kind.gets == [77, 77, 77, 77]
+    assert (tracked.job_id, tracked.created_at) == (77, 555)
+    assert sum("could not poll export job 77" in m for m in messages(caplog)) == 2
+
+
 def test_given_remembered_job_completed_when_resumed_then_ready_at_once(
     stopper: Stopper,
 ) -> None:

@@ -457,6 +457,20 @@ class JobScheduler:
                 self._recreate(tracked)
 
             return gone
+        except (ServerError, RateLimitedError) as exc:
+            # LinkedIn (or the network) down for longer than the client's retries: the job may
+            # well be fine. Adopt it and poll it as any job (job_timeout bounds the wait).
+            error = exc
+
+            def unanswered() -> None:
+                if tracked.outcome is not Outcome.PENDING:
+                    return  # cancelled meanwhile: the job stays remembered as it was
+                tracked.job_id = resume.job_id
+                tracked.created_at = resume.created_at
+                self._begin_polling(tracked, schedule=False)
+                self._poll_failed(tracked, error)
+
+            return unanswered
 
         def apply() -> None:
             if tracked.outcome is not Outcome.PENDING:
