@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -445,13 +446,18 @@ class TapLinkedInCRM(Tap):
     def records_for(self, stream: ExportStream, limit: int | None) -> Iterator[dict[str, t.Any]]:
         """One stream's records (at most `limit`) from a run that keeps no state (`--test`).
 
-        The run works in a helper thread and hands records over a bounded queue.
+        The run works in a helper thread and hands records over a bounded queue. With a
+        `limit` (`--test`), one job at a time: the run stops at the first records, so jobs for
+        the other partitions would be created at LinkedIn, counted against its quota, for nothing.
         """
         stopper = Stopper()
         output = HandoffOutput(stream.name, limit, stopper)
         state = copy.deepcopy(dict(self.state))
         errors: list[BaseException] = []
         settings = self.settings
+        if limit is not None:
+            engine = dataclasses.replace(settings.engine, max_jobs_in_flight=1)
+            settings = dataclasses.replace(settings, engine=engine)
 
         def work() -> None:
             try:

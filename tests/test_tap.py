@@ -278,6 +278,11 @@ def test_given_test_flag_when_run_then_stops_after_first_record_without_bookmark
     assert all("nextExportStartAt" not in json.dumps(state) for state in states)
     assert "An unhandled error occurred" not in result.stderr
     assert "Traceback" not in result.stderr
+    # One job at a time: each stream's run creates the job of the first instance only (it has
+    # rows), not one per configured instance, and the second instance's is never created.
+    creates = [r for r in sandbox.requests if r.method == "POST" and r.endpoint == "create"]
+    assert len(creates) == 2, [r.endpoint for r in sandbox.requests]
+    assert len(sandbox.tap_config()["crm_instance_ids"]) > 1
 
 
 @pytest.mark.parametrize(
