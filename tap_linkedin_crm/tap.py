@@ -33,6 +33,7 @@ from tap_linkedin_crm.settings import (
     DEFAULT_API_URL,
     DEFAULT_TOKEN_URL,
     Settings,
+    configured_families,
     environment_config,
     load_settings,
     secret_settings,
@@ -46,7 +47,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import PurePath
 
     import click
@@ -419,6 +420,7 @@ class TapLinkedInCRM(Tap):
         """
         settings = self.settings
         streams = self.selected_streams()
+        _check_something_to_export(self.config, streams)
         output = self._output(streams)
         stopper = Stopper()
         with stop_on_signals(stopper):
@@ -527,6 +529,22 @@ class TapLinkedInCRM(Tap):
         """
         with _clean_exit():
             super().cb_test(ctx, param, value)
+
+
+def _check_something_to_export(config: Mapping[str, t.Any], streams: list[ExportStream]) -> None:
+    """A run whose selected streams all lack their settings is a mistake, not a quiet success.
+
+    Raises:
+        ConfigValidationError: Streams are selected, but none of their families is configured.
+    """
+    families = configured_families(config)
+    if not streams or any(stream.spec.kind in families for stream in streams):
+        return
+    msg = (
+        "Nothing to export: the selected streams need crm_instance_ids (CRM Data Validation) "
+        "or refresh_token / analytics_access_token (Sales Navigator analytics), and none is set."
+    )
+    raise ConfigValidationError(msg, errors=[msg])
 
 
 @contextlib.contextmanager

@@ -406,6 +406,17 @@ def test_given_unusable_config_file_then_one_clear_line_and_exit_1(
         assert "s3cr3t-Zq97" not in run.stdout + run.stderr
 
 
+def test_given_no_export_family_configured_then_one_clear_line_and_exit_1(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    """Credentials but neither crm_instance_ids nor a member token: not a quiet empty success."""
+    config = {k: v for k, v in sandbox.tap_config().items() if k != "crm_instance_ids"}
+    run = run_tap(config)
+    assert_refused_cleanly(run, sandbox, "Nothing to export")
+    assert "crm_instance_ids" in run.stderr
+    assert run.records(EXPORTS) == []
+
+
 @pytest.mark.parametrize(
     "text", ['{"streams": 5}', "[]", '{"streams": [7]}'], ids=["streams-a-number", "a-list", "x"]
 )
