@@ -62,12 +62,21 @@ def _handler(redirect: _Redirect, expected_state: str) -> type[BaseHTTPRequestHa
                 # Not the answer to our request (CSRF or a stale tab): ignore it, keep waiting.
                 self._page(400, "This redirect does not belong to this sign-in; ignored.")
                 return
-            redirect.params = params
-            redirect.done.set()
-            if "code" in params:
-                self._page(200, "Authorized. You can close this window and return to the terminal.")
-            else:
-                self._page(400, f"LinkedIn refused: {params.get('error_description', 'unknown')}")
+            try:
+                if "code" in params:
+                    text = "Authorized. You can close this window and return to the terminal."
+                    self._page(200, text)
+                else:
+                    reason = params.get("error_description", "unknown")
+                    self._page(400, f"LinkedIn refused: {reason}")
+                self.wfile.flush()
+            except OSError:
+                pass  # the browser went away: the redirect still counts
+            finally:
+                # Only once the page is out: the process may exit as soon as this is set, and
+                # the member's browser must not be left with a broken page.
+                redirect.params = params
+                redirect.done.set()
 
         def _page(self, status: int, text: str) -> None:
             body = f"<html><body><p>{html.escape(text)}</p></body></html>".encode()
