@@ -35,6 +35,8 @@ MAX_LOOKBACK = dt.timedelta(days=30)
 
 #: The analytics exports' default first window starts this far back.
 ANALYTICS_DEFAULT_LOOKBACK = dt.timedelta(days=90)
+#: An analytics_start_date before this is a typo (1024 for 2024), not history to export.
+ANALYTICS_EARLIEST_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 #: `urn:li:crmInstance:(KEY,VALUE)`. LinkedIn documents DYNAMICS; SFDC is the Salesforce key.
 CRM_INSTANCE_URN = re.compile(r"^urn:li:crmInstance:\((?P<key>[A-Z_]+),(?P<value>[^,()\s]+)\)$")
@@ -332,6 +334,13 @@ def _analytics_settings(
         if parsed is not None and parsed > now:
             problems.append(
                 f"analytics_start_date {config['analytics_start_date']!r} is in the future."
+            )
+        elif parsed is not None and parsed < ANALYTICS_EARLIEST_START:
+            problems.append(
+                f"analytics_start_date {config['analytics_start_date']!r} is before "
+                f"{ANALYTICS_EARLIEST_START:%Y-%m-%d}, long before Sales Navigator existed: a "
+                "typo? Each analytics_window_days window is one export job per contract and "
+                "export type, so it would plan a job for every window since then."
             )
         elif parsed is not None:
             start = parsed

@@ -137,7 +137,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         title="Analytics start date",
         description=(
             "Start of the first analytics window of a contract and export type without a "
-            "bookmark. Default: 90 days before now."
+            "bookmark, from 2000-01-01 on. Default: 90 days before now."
         ),
     ),
     th.Property(

@@ -84,6 +84,7 @@ def test_given_good_config_when_loaded_then_schema_defaults_apply() -> None:
         ({"analytics_access_token": "m", "contract_ids": []}, "contract_ids is empty"),
         ({"contract_ids": ["urn:li:contract:1"]}, "no member credential"),
         ({"analytics_access_token": "m", "analytics_start_date": "2030-01-01"}, "is in the future"),
+        ({"analytics_access_token": "m", "analytics_start_date": "1024-05-01"}, "a typo?"),
     ],
 )
 def test_given_bad_config_when_loaded_then_error_names_the_problem(
@@ -101,6 +102,13 @@ def test_given_old_start_date_when_loaded_then_warned_and_kept(
     settings = load(start_date="2026-09-01")
     assert settings.crm.start_date == dt.datetime(2026, 9, 1, tzinfo=dt.UTC)
     assert "more than 30 days back" in caplog.text
+
+
+def test_given_analytics_start_date_of_2000_when_loaded_then_kept() -> None:
+    """The typo guard stops at 2000-01-01: a deliberate long history is allowed."""
+    settings = load(analytics_access_token="m", analytics_start_date="2000-01-01")
+    assert settings.analytics is not None
+    assert settings.analytics.start_date == dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def test_given_access_token_only_when_loaded_then_accepted() -> None:
