@@ -127,3 +127,33 @@ def column_json_schema(column_type: ColumnType) -> dict[str, t.Any]:
             return {"type": ["string", "null"], "format": "date-time"}
         case _:
             t.assert_never(column_type)
+
+
+def column_types_from_schema(stream: str, schema: Mapping[str, t.Any]) -> dict[str, ColumnType]:
+    """The typed columns a rows stream's JSON schema declares (the inverse of its schema).
+
+    With a catalog from an earlier discovery (before `column_types` changed) or edited by hand
+    (Meltano's `schema` extra), the records must follow that schema: its typed columns are the
+    ones to decode, and any other column goes to `extraColumns`. A property of a type no column
+    type maps to is taken as a string column.
+    """
+    reserved = RESERVED_FIELDS.get(stream, frozenset()) | _OBJECT_FIELDS
+    declared: dict[str, ColumnType] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        if name in reserved or not isinstance(prop, dict):
+            continue
+        declared[name] = _column_type_of(prop)
+    return declared
+
+
+def _column_type_of(prop: Mapping[str, t.Any]) -> ColumnType:
+    types = prop.get("type")
+    names = {types} if isinstance(types, str) else set(types or ())
+    names.discard("null")
+    if names == {"string"} and prop.get("format") == "date-time":
+        return "timestamp"
+    if len(names) == 1:
+        (name,) = names
+        if name in {"integer", "number", "boolean"}:
+            return t.cast("ColumnType", name)
+    return "string"

@@ -21,7 +21,12 @@ from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers.capabilities import BATCH_CONFIG, PluginCapabilities, TapCapabilities
 from singer_sdk.singerlib import Catalog
 
-from tap_linkedin_crm.columns import COLUMN_TYPE_NAMES, ColumnType, column_types_by_stream
+from tap_linkedin_crm.columns import (
+    COLUMN_TYPE_NAMES,
+    ColumnType,
+    column_types_by_stream,
+    column_types_from_schema,
+)
 from tap_linkedin_crm.engine.state import normalize_state
 from tap_linkedin_crm.engine.stopper import EXIT_INTERRUPTED, Stopper, stop_on_signals
 from tap_linkedin_crm.errors import LinkedInCRMError, SyncInterruptedError
@@ -418,9 +423,9 @@ class TapLinkedInCRM(Tap):
             SyncFailedError: Some partitions failed; the others were synced.
             SyncInterruptedError: SIGTERM/Ctrl-C; the last STATE resumes the sync.
         """
-        settings = self.settings
         streams = self.selected_streams()
         _check_something_to_export(self.config, streams)
+        settings = _columns_of_the_catalog(self.settings, streams)
         output = self._output(streams)
         stopper = Stopper()
         with stop_on_signals(stopper):
@@ -456,7 +461,7 @@ class TapLinkedInCRM(Tap):
         output = HandoffOutput(stream.name, limit, stopper)
         state = copy.deepcopy(dict(self.state))
         errors: list[BaseException] = []
-        settings = self.settings
+        settings = _columns_of_the_catalog(self.settings, [stream])
         if limit is not None:
             engine = dataclasses.replace(settings.engine, max_jobs_in_flight=1)
             settings = dataclasses.replace(settings, engine=engine)
@@ -545,6 +550,34 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
         "or refresh_token / analytics_access_token (Sales Navigator analytics), and none is set."
     )
     raise ConfigValidationError(msg, errors=[msg])
+
+
+def _columns_of_the_catalog(settings: Settings, streams: list[ExportStream]) -> Settings:
+    """Settings whose typed columns are those of the catalog's schemas, as the records must be.
+
+    A catalog discovered before `column_types` changed (or edited: Meltano's `schema` extra)
+    declares other columns or types than the settings: the SCHEMA messages carry the catalog's,
+    so the CSVs are decoded by it too, with a warning, and nothing disagrees with the schema.
+    """
+    column_types = dict(settings.column_types)
+    for stream in streams:
+        if stream.spec.role != "rows":
+            continue
+        wanted = settings.column_types.get(stream.name, {})
+        declared = column_types_from_schema(stream.name, stream.effective_schema)
+        if declared == wanted:
+            continue
+        differing = sorted(
+            name for name in set(wanted) | set(declared) if wanted.get(name) != declared.get(name)
+        )
+        LOGGER.warning(
+            "The catalog's schema of %s does not match the settings (column_types) for %s: its "
+            "records follow the catalog. Run --discover again to use the settings.",
+            stream.name,
+            ", ".join(differing),
+        )
+        column_types[stream.name] = declared
+    return dataclasses.replace(settings, column_types=column_types)
 
 
 @contextlib.contextmanager

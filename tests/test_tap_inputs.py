@@ -406,6 +406,41 @@ def test_given_unusable_config_file_then_one_clear_line_and_exit_1(
         assert "s3cr3t-Zq97" not in run.stdout + run.stderr
 
 
+def test_given_catalog_older_than_column_types_then_records_follow_the_catalog(
+    run_tap: RunTap, tmp_path: Path
+) -> None:
+    """A catalog discovered before `column_types` changed, and edited like Meltano's `schema`
+    extra: every record has exactly the catalog schema's fields, typed as it says; the columns
+    it does not declare are kept in extraColumns, and a warning says to discover again."""
+    with Sandbox(Scenario(instances={B: InstanceSpec(rows=20, files=1)})) as sb:
+        config = sb.tap_config(crm_instance_ids=[B])
+        catalog = json.loads(run_tap(config, args=["--discover"]).stdout)
+        [entry] = [s for s in catalog["streams"] if s["tap_stream_id"] == RECORDS]
+        properties = entry["schema"]["properties"]
+        properties["notAtCompany"] = {"type": ["string", "null"]}  # edited: raw text wanted
+        del properties["crmCompanyName"]  # dropped from the schema: goes to extraColumns
+        changed = {**config, "column_types": {"title": "integer", "newColumn": "number"}}
+        run = run_tap(changed, catalog=catalog)
+        assert run.returncode == 0, run.stderr[-2000:]
+    [schema] = [
+        m["schema"] for m in run.messages if m["type"] == "SCHEMA" and m["stream"] == RECORDS
+    ]
+    assert schema["properties"] == properties
+    records = run.records(RECORDS)
+    assert len(records) == 20
+    for record in records:
+        assert set(record) == set(properties)
+        assert isinstance(record["title"], str)
+        assert record["notAtCompany"] in {"true", "false"}
+        assert set(record["extraColumns"]) == {"crmCompanyName"}
+        assert record["invalidValues"] is None
+    warnings = [line for line in run.stderr.splitlines() if "| WARNING" in line]
+    assert any(
+        "does not match the settings" in w and "crmCompanyName" in w and "title" in w
+        for w in warnings
+    ), warnings
+
+
 def test_given_no_export_family_configured_then_one_clear_line_and_exit_1(
     sandbox: Sandbox, run_tap: RunTap
 ) -> None:

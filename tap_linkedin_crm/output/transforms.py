@@ -186,7 +186,10 @@ def mapped_outputs(
 
 @dataclass(frozen=True, slots=True)
 class _RecordShape:
-    """The record the SDK hands its stream maps: the row without deselected properties."""
+    """The record the SDK hands its stream maps: the row without deselected properties.
+
+    Read from the effective schema (the catalog's): the records follow it (see the tap).
+    """
 
     stream_name: str
     properties: tuple[str, ...]  # the schema's, in order
@@ -200,7 +203,7 @@ class _RecordShape:
     @classmethod
     def of(cls, stream: Stream) -> _RecordShape:
         """Read the stream's schema and selection."""
-        schemas: dict[str, t.Any] = stream.schema.get("properties", {})
+        schemas: dict[str, t.Any] = stream.effective_schema.get("properties", {})
         mask = stream.mask
         properties = tuple(schemas)
         selected = tuple(name for name in properties if mask["properties", name])
