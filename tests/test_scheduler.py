@@ -673,6 +673,48 @@ def test_given_remembered_job_unreadable_for_a_while_when_resumed_then_polled_no
     assert sum("could not poll export job 77" in m for m in messages(caplog)) == 2
 
 
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (NotFoundError("gone", status=404), "HTTP 404"),
+        (PermissionDeniedError("not yours", status=403), "HTTP 403"),
+        ("FAILED_DUE_TO_INTERNAL_ERROR", "ended FAILED_DUE_TO_INTERNAL_ERROR"),
+    ],
+)
+def test_given_remembered_job_unreadable_then_gone_when_resumed_then_new_job_as_without_outage(
+    stopper: Stopper, caplog: pytest.LogCaptureFixture, answer: Answer, reason: str
+) -> None:
+    """An outage on the resume's GET, then the answer the resume would have had at once (gone,
+    not ours, failed): the same new job for the window, not a failed partition or a used-up
+    attempt (job_max_attempts 1: the remembered job is not one of this run's attempts)."""
+    outage = ServerError("LinkedIn kept failing with HTTP 502 after 6 tries.", status=502)
+    window = Window(T0)
+    kind = FakeKind(["COMPLETED"], remembered={77: [outage, answer]}, max_attempts=1)
+    resume = resumed(window)
+    with running(kind, [resume], stopper) as (scheduler, [tracked]):
+        take(scheduler, tracked)
+    assert tracked.outcome is Outcome.COMPLETED, tracked.error
+    assert kind.creates_for(window) == [100]
+    assert (tracked.job_id, tracked.attempt) == (100, 1)
+    assert resume.resume is None
+    assert kind.gets[:2] == [77, 77]
+    assert any("77 from the last run" in m and reason in m for m in messages(caplog))
+
+
+def test_given_job_created_in_this_run_denied_when_polled_then_its_partition_fails(
+    stopper: Stopper,
+) -> None:
+    """Only a remembered job never answered is "gone" on a 403: a job of this run that LinkedIn
+    refuses to show fails its partition, as before."""
+    denied = PermissionDeniedError("not yours", status=403)
+    kind = FakeKind(["PROCESSING", denied])
+    with running(kind, [task(T0)], stopper) as (scheduler, [tracked]):
+        take(scheduler, tracked)
+    assert tracked.outcome is Outcome.FAILED
+    assert tracked.error is denied
+    assert len(kind.created) == 1
+
+
 def test_given_remembered_job_completed_when_resumed_then_ready_at_once(
     stopper: Stopper,
 ) -> None:

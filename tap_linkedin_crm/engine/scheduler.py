@@ -28,6 +28,7 @@ import time
 import typing as t
 
 from tap_linkedin_crm.errors import (
+    APIError,
     JobFailedError,
     JobGoneError,
     JobTimeoutError,
@@ -101,6 +102,9 @@ class TrackedJob:
     last_status: str = ""
     last_logged: float = 0.0
     waiting_since: str = ""
+    #: A job remembered from the last run, adopted without an answer (an outage): until its
+    #: first answer, a 404 or 403 means "gone", as on the resume's own GET.
+    unconfirmed: bool = False
 
     @property
     def label(self) -> str:
@@ -440,21 +444,12 @@ class JobScheduler:
         try:
             job = tracked.kind.get_job(tracked.task, resume.job_id)
         except (NotFoundError, PermissionDeniedError) as exc:
-            # 404: older than LinkedIn's 7 days. 403: no longer ours to read. Either way the
-            # window is exported again by a new job; a real permission problem shows on create.
             reason = _status_text(exc)
 
             def gone() -> None:
                 if tracked.outcome is not Outcome.PENDING:
                     return  # cancelled meanwhile: no new job
-                LOGGER.warning(
-                    "%s: export job %s from the last run is gone (%s; jobs expire after 7 "
-                    "days); creating a new job for the same window.",
-                    tracked.label,
-                    resume.job_id,
-                    reason,
-                )
-                self._recreate(tracked)
+                self._remembered_gone(tracked, resume.job_id, reason)
 
             return gone
         except (ServerError, RateLimitedError) as exc:
@@ -467,6 +462,7 @@ class JobScheduler:
                     return  # cancelled meanwhile: the job stays remembered as it was
                 tracked.job_id = resume.job_id
                 tracked.created_at = resume.created_at
+                tracked.unconfirmed = True
                 self._begin_polling(tracked, schedule=False)
                 self._poll_failed(tracked, error)
 
@@ -476,14 +472,7 @@ class JobScheduler:
             if tracked.outcome is not Outcome.PENDING:
                 return  # cancelled meanwhile: the job stays remembered as it was
             if job.phase is JobPhase.FAILED:
-                LOGGER.warning(
-                    "%s: export job %s from the last run ended %s; creating a new job for the "
-                    "same window.",
-                    tracked.label,
-                    job.job_id,
-                    job.status,
-                )
-                self._recreate(tracked)
+                self._remembered_failed(tracked, job)
                 return
             tracked.job_id = resume.job_id
             tracked.created_at = resume.created_at
@@ -499,17 +488,41 @@ class JobScheduler:
 
         return apply
 
+    def _remembered_gone(self, tracked: TrackedJob, job_id: int, reason: str) -> None:
+        # 404: older than LinkedIn's 7 days. 403: no longer ours to read. Either way the
+        # window is exported again by a new job; a real permission problem shows on create.
+        LOGGER.warning(
+            "%s: export job %s from the last run is gone (%s; jobs expire after 7 "
+            "days); creating a new job for the same window.",
+            tracked.label,
+            job_id,
+            reason,
+        )
+        tracked.unconfirmed = False
+        self._recreate(tracked)
+
+    def _remembered_failed(self, tracked: TrackedJob, job: ExportJob) -> None:
+        LOGGER.warning(
+            "%s: export job %s from the last run ended %s; creating a new job for the same window.",
+            tracked.label,
+            job.job_id,
+            job.status,
+        )
+        tracked.unconfirmed = False
+        self._recreate(tracked)
+
     def _poll_call(self, tracked: TrackedJob) -> Callable[[], None]:
         job_id = tracked.job_id
         assert job_id is not None  # noqa: S101 - polled only once created
         try:
             job = tracked.kind.get_job(tracked.task, job_id)
-        except NotFoundError:
+        except (NotFoundError, PermissionDeniedError) as exc:
+            denied = exc
 
             def vanished() -> None:
                 if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
                     return  # replaced or cancelled meanwhile
-                self._on_failure(tracked, None, "it vanished (404) while being polled")
+                self._poll_denied(tracked, job_id, denied)
 
             return vanished
         except (ServerError, RateLimitedError) as exc:
@@ -527,12 +540,26 @@ class JobScheduler:
         def apply() -> None:
             if tracked.job_id != job_id or tracked.outcome is not Outcome.PENDING:
                 return  # replaced or cancelled meanwhile
+            if tracked.unconfirmed and job.phase is JobPhase.FAILED:
+                self._remembered_failed(tracked, job)  # as on resume
+                return
+            tracked.unconfirmed = False
             tracked.polls += 1
             self._on_status(tracked, job)
 
         return apply
 
     # Decisions (scheduler thread, under the lock) -----------------------------------------------
+
+    def _poll_denied(self, tracked: TrackedJob, job_id: int, error: APIError) -> None:
+        """A poll got 404 (the job vanished) or 403 (LinkedIn will not show it)."""
+        if tracked.unconfirmed:
+            # Remembered from the last run and never answered until now: as on resume.
+            self._remembered_gone(tracked, job_id, _status_text(error))
+        elif isinstance(error, NotFoundError):
+            self._on_failure(tracked, None, "it vanished (404) while being polled")
+        else:
+            self._finish(tracked, Outcome.FAILED, error)
 
     def _begin_polling(self, tracked: TrackedJob, *, schedule: bool = True) -> None:
         """Start the job's clock and delays; `schedule` its first poll (unless a status is in)."""
