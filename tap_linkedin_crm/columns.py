@@ -146,11 +146,43 @@ def column_types_from_schema(stream: str, schema: Mapping[str, t.Any]) -> dict[s
     return declared
 
 
+def schema_without_strings(stream: str, schema: Mapping[str, t.Any]) -> list[str]:
+    """Columns a rows stream's JSON schema types so that no CSV text fits (objects, arrays)."""
+    declared = column_types_from_schema(stream, schema)
+    properties = schema.get("properties") or {}
+    return [
+        name
+        for name, column_type in declared.items()
+        if column_type == "string"
+        and (types := _type_names(properties[name]))
+        and "string" not in types
+    ]
+
+
+def _variants(prop: Mapping[str, t.Any]) -> list[Mapping[str, t.Any]]:
+    # `{"anyOf": [{"type": "boolean"}, {"type": "null"}]}` is as typed as `["boolean", "null"]`.
+    return [prop] + [
+        variant
+        for keyword in ("anyOf", "oneOf")
+        for variant in prop.get(keyword) or ()
+        if isinstance(variant, dict)
+    ]
+
+
+def _type_names(prop: Mapping[str, t.Any]) -> set[str]:
+    names: set[str] = set()
+    for variant in _variants(prop):
+        types = variant.get("type")
+        names |= {types} if isinstance(types, str) else set(types or ())
+    return names
+
+
 def _column_type_of(prop: Mapping[str, t.Any]) -> ColumnType:
-    types = prop.get("type")
-    names = {types} if isinstance(types, str) else set(types or ())
+    variants = _variants(prop)
+    names = _type_names(prop)
     names.discard("null")
-    if names == {"string"} and prop.get("format") == "date-time":
+    date_time = any(variant.get("format") == "date-time" for variant in variants)
+    if names == {"string"} and date_time:
         return "timestamp"
     if len(names) == 1:
         (name,) = names

@@ -26,6 +26,7 @@ from tap_linkedin_crm.columns import (
     ColumnType,
     column_types_by_stream,
     column_types_from_schema,
+    schema_without_strings,
 )
 from tap_linkedin_crm.engine.state import normalize_state
 from tap_linkedin_crm.engine.stopper import EXIT_INTERRUPTED, Stopper, stop_on_signals
@@ -565,6 +566,16 @@ def _columns_of_the_catalog(settings: Settings, streams: list[ExportStream]) -> 
             continue
         wanted = settings.column_types.get(stream.name, {})
         declared = column_types_from_schema(stream.name, stream.effective_schema)
+        untyped = schema_without_strings(stream.name, stream.effective_schema)
+        if untyped:
+            LOGGER.warning(
+                "The catalog's schema of %s gives %s a type no CSV column can have (a CSV "
+                "column is a string, integer, number, boolean or date-time): their values are "
+                "strings, which that schema does not allow. Correct the catalog (or Meltano's "
+                "schema extra).",
+                stream.name,
+                ", ".join(untyped),
+            )
         if declared == wanted:
             continue
         differing = sorted(

@@ -441,6 +441,35 @@ def test_given_catalog_older_than_column_types_then_records_follow_the_catalog(
     ), warnings
 
 
+def test_given_catalog_typing_columns_with_any_of_then_records_keep_those_types(
+    run_tap: RunTap,
+) -> None:
+    """`anyOf` is JSON schema's other spelling of a nullable type (some tools write it): the
+    column keeps its type, and it is not taken for a change of column_types. A column the
+    catalog types as an object no CSV text can be: a warning names it."""
+    with Sandbox(Scenario(instances={B: InstanceSpec(rows=5, files=1)})) as sb:
+        config = sb.tap_config(crm_instance_ids=[B])
+        catalog = json.loads(run_tap(config, args=["--discover"]).stdout)
+        [entry] = [s for s in catalog["streams"] if s["tap_stream_id"] == RECORDS]
+        properties = entry["schema"]["properties"]
+        properties["notAtCompany"] = {"anyOf": [{"type": "boolean"}, {"type": "null"}]}
+        properties["flaggedAt"] = {
+            "oneOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]
+        }
+        properties["title"] = {"type": ["object", "null"], "properties": {}}
+        run = run_tap(config, catalog=catalog)
+        assert run.returncode == 0, run.stderr[-2000:]
+    records = run.records(RECORDS)
+    assert len(records) == 5
+    for record in records:
+        assert isinstance(record["notAtCompany"], bool), record
+        assert record["flaggedAt"].endswith("Z"), record
+        assert record["invalidValues"] is None
+    warnings = [line for line in run.stderr.splitlines() if "| WARNING" in line]
+    assert not any("does not match the settings" in w for w in warnings), warnings
+    assert any("no CSV column can have" in w and "title" in w for w in warnings), warnings
+
+
 def test_given_no_export_family_configured_then_one_clear_line_and_exit_1(
     sandbox: Sandbox, run_tap: RunTap
 ) -> None:
