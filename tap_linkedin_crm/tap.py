@@ -525,6 +525,18 @@ class TapLinkedInCRM(Tap):
                 kwargs[name] = _checked_json_file(kwargs.get(name), name)
             super().invoke(*args, **kwargs)
 
+    # Final in the SDK as sync_all is; the seam where `--test` (not `--test=schema`) starts.
+    @override  # type: ignore[misc]
+    def run_connection_test(self) -> bool:
+        """`--test`: every stream, one record each; a config that sets up no family fails it.
+
+        Raises:
+            ConfigValidationError: Neither export family is configured (nothing to test).
+        """
+        streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
+        _check_something_to_export(self.config, streams)
+        return super().run_connection_test()
+
     @classmethod
     @override
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:

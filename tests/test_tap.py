@@ -304,3 +304,22 @@ def test_given_test_flag_when_the_connection_fails_then_one_clear_error_and_exit
     errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
     assert any(words in line for line in errors), errors
     assert "wrong-secret-Zq55" not in result.stdout + result.stderr
+
+
+def test_given_test_flag_and_no_export_family_configured_then_it_fails_not_passes(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    """A connection test with neither crm_instance_ids nor a member token tests nothing: it
+    fails with the sync's "Nothing to export" line (it passed, exit 0, with only warnings);
+    `--test=schema` still needs no settings."""
+    config = {k: v for k, v in sandbox.tap_config().items() if k != "crm_instance_ids"}
+    result = run_tap(config, args=["--test"])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "| ERROR" in line]
+    assert len(errors) == 1, errors
+    assert "Nothing to export" in errors[0]
+    assert sandbox.requests == []
+    schema_only = run_tap({}, args=["--test=schema"])
+    assert schema_only.returncode == 0, schema_only.stderr[-2000:]
+    assert '"type":"SCHEMA"' in schema_only.stdout
