@@ -558,11 +558,22 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
     families = configured_families(config)
     if not streams or any(stream.spec.kind in families for stream in streams):
         return
+    # Name only what the selected streams need: the other family may well be configured.
+    needed = [
+        text for kind, text in _FAMILY_NEEDS.items() if any(s.spec.kind == kind for s in streams)
+    ]
     msg = (
-        "Nothing to export: the selected streams need crm_instance_ids (CRM Data Validation) "
-        "or refresh_token / analytics_access_token (Sales Navigator analytics), and none is set."
+        f"Nothing to export: the selected streams need {' or '.join(needed)}, and it is not "
+        "set. Set it, or select the streams of the export family you configured."
     )
     raise ConfigValidationError(msg, errors=[msg])
+
+
+#: What each export family's streams need, for the "Nothing to export" error.
+_FAMILY_NEEDS = {
+    "crm_data_validation": "crm_instance_ids (CRM Data Validation)",
+    "sales_analytics": "refresh_token or analytics_access_token (Sales Navigator analytics)",
+}
 
 
 def _columns_of_the_catalog(settings: Settings, streams: list[ExportStream]) -> Settings:

@@ -481,6 +481,24 @@ def test_given_no_export_family_configured_then_one_clear_line_and_exit_1(
     assert run.records(EXPORTS) == []
 
 
+def test_given_only_the_other_family_selected_then_the_error_names_what_is_missing(
+    sandbox: Sandbox, run_tap: RunTap
+) -> None:
+    """CRM configured, only analytics streams selected: the error names the member token the
+    selected streams need, and does not claim that crm_instance_ids is unset."""
+    config = sandbox.tap_config()
+    catalog = json.loads(run_tap(config, args=["--discover"]).stdout)
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"].startswith("sales_")
+    run = run_tap(config, catalog=catalog)
+    assert_refused_cleanly(run, sandbox, "Nothing to export")
+    [error] = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert "analytics_access_token" in error
+    assert "crm_instance_ids" not in error
+
+
 @pytest.mark.parametrize(
     "text", ['{"streams": 5}', "[]", '{"streams": [7]}'], ids=["streams-a-number", "a-list", "x"]
 )
