@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 
 def table_counts(cache: t.Any, stream: str) -> dict[str, t.Any]:
-    """Rows, distinct primary keys and rows per job of one stream's table in the cache."""
+    """Rows, distinct primary keys and rows per job (tables with a `jobId`) of a stream's table."""
     table = f"{cache.schema_name}.{stream}"
     keys = [column.lower() for column in cache.processor.catalog_provider.get_primary_keys(stream)]
     with cache.get_sql_engine().connect() as connection:
@@ -28,9 +28,20 @@ def table_counts(cache: t.Any, stream: str) -> dict[str, t.Any]:
         distinct = connection.execute(
             text(f"select count(*) from (select distinct {', '.join(keys)} from {table})")  # noqa: S608
         ).scalar_one()
-        by_job = connection.execute(
-            text(f"select jobid, count(*) from {table} group by jobid order by jobid")  # noqa: S608
-        ).all()
+        columns = connection.execute(
+            text(
+                "select column_name from information_schema.columns"
+                " where table_schema = :schema and table_name = :table"
+            ),
+            {"schema": cache.schema_name, "table": stream},
+        ).scalars()
+        by_job = (
+            connection.execute(
+                text(f"select jobid, count(*) from {table} group by jobid order by jobid")  # noqa: S608
+            ).all()
+            if "jobid" in {column.lower() for column in columns}
+            else []
+        )
     return {
         "rows": rows,
         "distinct_keys": distinct,

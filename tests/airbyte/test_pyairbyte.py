@@ -14,6 +14,8 @@ import subprocess
 import typing as t
 
 import pytest
+from analytics_kit import CONTRACTS, ROWS_STREAM, analytics_config
+from analytics_kit import EXPORTS as ANALYTICS_EXPORTS
 from conftest import EXPORTS, RECORDS, ROOT, SOURCE
 
 if t.TYPE_CHECKING:
@@ -38,11 +40,10 @@ def pyairbyte() -> Path:
     return PYAIRBYTE_PYTHON
 
 
-def test_pyairbyte_reads_the_sandbox_into_duckdb_then_only_new_rows(
-    pyairbyte: Path, sandbox: Sandbox, tmp_path: Path
-) -> None:
+def read_twice(pyairbyte: Path, config: dict[str, t.Any], tmp_path: Path) -> dict[str, t.Any]:
+    """Check, then two reads into PyAirbyte's default cache, offline; the script's report."""
     config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(sandbox.tap_config()))
+    config_path.write_text(json.dumps(config))
     env = {
         **{
             k: v
@@ -66,8 +67,15 @@ def test_pyairbyte_reads_the_sandbox_into_duckdb_then_only_new_rows(
         check=False,
     )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    report: dict[str, t.Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["cache"].startswith(str(tmp_path / "cache"))  # PyAirbyte's default cache
+    return report
+
+
+def test_pyairbyte_reads_the_sandbox_into_duckdb_then_only_new_rows(
+    pyairbyte: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    report = read_twice(pyairbyte, sandbox.tap_config(), tmp_path)
     assert sorted(report["streams"]) == sorted([RECORDS, EXPORTS])
     first, second = report["reads"]
 
@@ -97,3 +105,42 @@ def test_pyairbyte_reads_the_sandbox_into_duckdb_then_only_new_rows(
     assert rows2["by_job"] == expected(first_jobs | second_jobs)
     assert rows2["rows"] == rows2["distinct_keys"] == rows1["rows"] + new_rows
     assert second["tables"][EXPORTS]["rows"] == len(jobs)
+
+
+def test_pyairbyte_reads_both_families_every_row_once(
+    pyairbyte: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """CRM and analytics together: every analytics row once per job, contracts kept as a table."""
+    config = analytics_config(sandbox, start_days=6, window_days=3, crm=True)
+    report = read_twice(pyairbyte, config, tmp_path)
+    assert sorted(report["streams"]) == sorted(
+        [RECORDS, EXPORTS, CONTRACTS, ANALYTICS_EXPORTS, *ROWS_STREAM.values()]
+    )
+    first, second = report["reads"]
+
+    analytics = sandbox.analytics_jobs
+    assert analytics
+    assert all(job["status"] == "COMPLETED" for job in analytics.values())
+    contracts = len(sandbox.scenario.contracts)
+    for export_type, stream in ROWS_STREAM.items():
+        want = {
+            str(job_id): len(sandbox.expected_rows(job_id))
+            for job_id, job in sorted(analytics.items())
+            if job["exportType"] == export_type
+        }
+        table = second["tables"][stream]
+        assert table["by_job"] == {job: n for job, n in want.items() if n}, stream
+        assert table["rows"] == table["distinct_keys"] == sum(want.values()), stream
+    assert second["tables"][ANALYTICS_EXPORTS]["rows"] == len(analytics)
+    assert second["tables"][CONTRACTS]["rows"] == contracts
+
+    crm = sandbox.jobs
+    assert len(crm) == 4  # one job per instance and read
+    crm_rows = sum(len(sandbox.expected_rows(job_id)) for job_id in crm)
+    analytics_rows = sum(len(sandbox.expected_rows(job_id)) for job_id in analytics)
+    assert second["tables"][RECORDS]["rows"] == second["tables"][RECORDS]["distinct_keys"]
+    assert second["tables"][RECORDS]["rows"] == crm_rows
+    # Every record once over both reads; the contracts table is read in full each time.
+    assert first["processed_records"] + second["processed_records"] == (
+        crm_rows + len(crm) + analytics_rows + len(analytics) + 2 * contracts
+    )
