@@ -1,0 +1,54 @@
+"""The real tap process against an independent CRM emulator (`indie_crm.py`), not our sandbox.
+
+That emulator was written from the API notes alone: other CSV headers, a separate file host with
+its own signature, other statuses and other ways to misbehave. Each test is a case where the tap
+once depended on how our own sandbox happens to behave.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+import typing as t
+
+from indie_crm import CLIENT_SECRET, SIGNATURE_MARK, TOKEN, Fault, IndieCrm
+from process_runs import ProcessRun, run_process
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+URN = "urn:li:crmInstance:(DYNAMICS,362a3584-0d9b-44a1-a547-25de5cd95d08)"
+RECORDS = "crm_data_validation_records"
+RATE_LIMITED = b'{"message": "Too many requests", "status": 429}'
+
+
+def rows_file(job_id: int, rows: int = 5) -> list[bytes]:
+    body = "Record Id,Record Type,Flagged\n" + "".join(
+        f"{job_id}-{i},LEAD,yes\n" for i in range(rows)
+    )
+    return [body.encode()]
+
+
+def run_tap(tmp_path: Path, config: dict[str, t.Any], *args: str) -> ProcessRun:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    run = run_process(["--config", str(config_path), *args])
+    for secret in (CLIENT_SECRET, TOKEN, SIGNATURE_MARK):
+        assert secret not in run.stdout
+        assert secret not in run.stderr
+    assert "Traceback" not in run.stderr
+    return run
+
+
+def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
+    # RFC 9110 allows Retry-After as an HTTP-date. Read as "no Retry-After", the tap backed off
+    # for 0.05 s, 0.1 s and gave up long before the date: the instance failed.
+    until = float(int(time.time()) + 3)  # an HTTP-date has whole seconds
+    later = email.utils.formatdate(until, usegmt=True)
+    limited = Fault(429, RATE_LIMITED, {"Retry-After": later}, until=until)
+    with IndieCrm(rows_file, faults={"create": [limited]}) as emu:
+        run = run_tap(tmp_path, emu.config([URN], request_max_retries=2))
+        assert run.returncode == 0, run.stderr
+        assert len(run.records(RECORDS)) == 5
+        assert emu.count("create") <= 3
