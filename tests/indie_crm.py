@@ -8,7 +8,8 @@ different emulator (or real LinkedIn) might plausibly do differently is a knob:
   `gzip_files` compresses them, `content_encoding` says so in a header (or not).
 - `statuses`: what successive GETs of a job answer before COMPLETED (`IN_PROGRESS`, `QUEUED`...).
 - `id_as_string`, `times_as_strings`, `extra_fields`: the shape of the GET body.
-- `restli_id`: how the create call names the job (`"number"`, `"string"`, `"location-only"`).
+- `restli_id`: how the create call names the job: `"number"`, `"string"` (quoted), `"urn"`,
+  `"location-only"` (no X-RestLi-Id; a Location with the query string), `"none"`.
 - `token_body`: the token endpoint's answer.
 - `faults`: per request kind (`token`, `create`, `get`, `download`), a list of scripted actions
   used one per request of that kind: None (answer normally), a `Fault`.
@@ -242,8 +243,15 @@ class IndieCrm:
                 headers["X-RestLi-Id"] = str(job_id)
             elif self.restli_id == "string":
                 headers["X-RestLi-Id"] = f'"{job_id}"'
+            elif self.restli_id == "urn":
+                headers["X-RestLi-Id"] = f"urn:li:crmDataValidationExportJob:{job_id}"
             if self.restli_id != "none":
-                headers["Location"] = f"/crmDataValidationExportJobs/{job_id}"
+                # With the query GET needs, so the Location can be fetched as it is.
+                headers["Location"] = (
+                    f"/crmDataValidationExportJobs/{job_id}?{parts.query}"
+                    if self.restli_id == "location-only"
+                    else f"/crmDataValidationExportJobs/{job_id}"
+                )
             h.reply(201, None, headers)
             return
         tail = parts.path.rsplit("/", 1)[-1]

@@ -181,13 +181,36 @@ def test_given_create_when_sent_then_post_with_encoded_urn_body_and_headers() ->
 
 
 @pytest.mark.parametrize(
-    "location", ["/crmDataValidationExportJobs/77", "https://api.example/v2/x/77/"]
+    "location",
+    [
+        "/crmDataValidationExportJobs/77",
+        "https://api.example/v2/x/77/",
+        # A Location that can be fetched as it is: GET needs the instance in the query.
+        "/crmDataValidationExportJobs/77?crmInstanceId=urn%3Ali%3AcrmInstance%3A%28SFDC%2Cx%29",
+    ],
 )
 def test_given_only_a_location_header_when_created_then_id_from_it(location: str) -> None:
     with Loopback([Reply(201, headers={"Location": location})]) as server:
         kind = kind_for(f"{server.url}/v2")
         created = kind.create_job(task(kind))
     assert (created.job_id, created.created_at) == (77, None)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RestLi-Id": '"77"'},
+        {"X-RestLi-Id": " 77 "},
+        {"X-RestLi-Id": "urn:li:crmDataValidationExportJob:77"},
+        {"X-RestLi-Id": "urn%3Ali%3AcrmDataValidationExportJob%3A77"},
+        # An id that is not a number, but a Location that names the job: the Location.
+        {"X-RestLi-Id": "job-77", "Location": "/crmDataValidationExportJobs/77"},
+    ],
+)
+def test_given_an_id_in_another_form_when_created_then_read(headers: dict[str, str]) -> None:
+    with Loopback([Reply(201, headers=headers)]) as server:
+        kind = kind_for(f"{server.url}/v2")
+        assert kind.create_job(task(kind)).job_id == 77
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import json
 import time
 import typing as t
 
+import pytest
 from indie_crm import CLIENT_SECRET, SIGNATURE_MARK, TOKEN, Fault, IndieCrm
 from process_runs import ProcessRun, run_process
 
@@ -52,3 +53,14 @@ def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stderr
         assert len(run.records(RECORDS)) == 5
         assert emu.count("create") <= 3
+
+
+@pytest.mark.parametrize("form", ["string", "urn", "location-only"])
+def test_job_id_in_another_form_on_create(tmp_path: Path, form: str) -> None:
+    # `"7001"`, `urn:li:crmDataValidationExportJob:7001`, or no X-RestLi-Id and a Location
+    # with a query string: the instance failed on every run ("no usable job id").
+    with IndieCrm(rows_file, restli_id=form) as emu:
+        run = run_tap(tmp_path, emu.config([URN]))
+        assert run.returncode == 0, run.stderr
+        assert {r["jobId"] for r in run.records(RECORDS)} == {7001}
+        assert len(run.records(RECORDS)) == 5

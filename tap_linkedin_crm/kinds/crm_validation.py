@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import typing as t
+import urllib.parse
 
 from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
@@ -171,18 +172,21 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
 
 
 def _job_id(response: requests.Response, urn: str) -> int:
-    raw = response.headers.get("X-RestLi-Id", "")
-    if not raw:
-        location = response.headers.get("Location", "")
-        raw = location.rstrip("/").rsplit("/", 1)[-1] if location else ""
-    try:
-        return int(raw)
-    except ValueError:
-        msg = (
-            f"LinkedIn created an export job for CRM instance {urn} but sent no usable job id "
-            "(X-RestLi-Id header)."
-        )
-        raise MalformedResponseError(msg, status=response.status_code) from None
+    """The new job's id: `X-RestLi-Id`, else the last segment of `Location`'s path.
+
+    Either may come quoted (`"148"`) or as a URN (`urn:li:...:148`); a `Location` may be
+    absolute and carry a query string (`/crmDataValidationExportJobs/148?crmInstanceId=...`).
+    """
+    location = urllib.parse.urlsplit(response.headers.get("Location", "")).path
+    for raw in (response.headers.get("X-RestLi-Id", ""), location.rstrip("/").rsplit("/", 1)[-1]):
+        text = urllib.parse.unquote(raw).strip().strip('"').rsplit(":", 1)[-1]
+        if text.isascii() and text.isdigit():
+            return int(text)
+    msg = (
+        f"LinkedIn created an export job for CRM instance {urn} but sent no usable job id "
+        "(X-RestLi-Id header)."
+    )
+    raise MalformedResponseError(msg, status=response.status_code)
 
 
 def date_header_ms(response: requests.Response) -> int | None:
