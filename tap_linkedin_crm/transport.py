@@ -532,7 +532,7 @@ def _http_date(value: str) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if moment.tzinfo is None:  # "-0000" and obsolete forms: HTTP-dates are always GMT
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.timestamp()
 
 
