@@ -88,6 +88,7 @@ class IndieCrm:
         first_job_id: int = 7001,
         url_ttl_ms: int = 3_600_000,
         next_start_equals_start: bool = False,
+        slow_download: float = 0.0,
     ) -> None:
         self.files_for = files_for
         self.statuses = list(statuses)
@@ -108,6 +109,9 @@ class IndieCrm:
         self.next_id = first_job_id
         self.url_ttl_ms = url_ttl_ms
         self.next_start_equals_start = next_start_equals_start
+        #: Seconds to sleep after each 64 KiB of a download (to kill a tap mid-file).
+        self.slow_download = slow_download
+        self.create_bodies: list[dict[str, t.Any]] = []
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str, str, dict[str, str]]] = []  # kind, method, path, hdrs
         self.lock = threading.Lock()
@@ -224,6 +228,7 @@ class IndieCrm:
                 h.reply(404, {"message": "no", "status": 404})
                 return
             try:
+                self.create_bodies.append(json.loads(body))
                 start = json.loads(body)["exportStartAt"]
                 assert isinstance(start, int)
             except Exception:  # noqa: BLE001
@@ -299,7 +304,7 @@ class IndieCrm:
         h.reply(200, doc, {"Content-Type": "application/json; charset=utf-8"})
 
     # --- files ---
-    def _handle_file(self, h: _Handler) -> None:
+    def _handle_file(self, h: _Handler) -> None:  # noqa: C901
         parts = urllib.parse.urlsplit(h.path)
         self.requests.append(("download", h.command, parts.path, dict(h.headers.items())))
         fault = self._fault("download")
@@ -346,6 +351,20 @@ class IndieCrm:
 
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if self.slow_download:
+            h.send_response_only(200)
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            for i in range(0, len(data), 65536):
+                try:
+                    h.wfile.write(data[i : i + 65536])
+                    h.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(self.slow_download)
             return
         h.reply_raw(200, data, headers)
 

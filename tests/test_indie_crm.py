@@ -64,3 +64,18 @@ def test_job_id_in_another_form_on_create(tmp_path: Path, form: str) -> None:
         assert run.returncode == 0, run.stderr
         assert {r["jobId"] for r in run.records(RECORDS)} == {7001}
         assert len(run.records(RECORDS)) == 5
+
+
+def test_a_header_naming_a_column_twice(tmp_path: Path) -> None:
+    # A human-readable export with two "Company" columns (CRM's and LinkedIn's), and a header
+    # ending in two commas: the instance failed on every run ("names column ... more than once").
+    data = b"Record Id,Company,Company,,\r\n1,Acme,Foo,,\r\n2,Bar,Baz,,\r\n"
+    with IndieCrm(lambda _job: [data]) as emu:
+        run = run_tap(tmp_path, emu.config([URN]))
+        assert run.returncode == 0, run.stderr
+        extras = [r["extraColumns"] for r in run.records(RECORDS)]
+        assert extras == [
+            {"Record Id": "1", "Company": "Acme", "Company_2": "Foo", "": "", "_2": ""},
+            {"Record Id": "2", "Company": "Bar", "Company_2": "Baz", "": "", "_2": ""},
+        ]
+        assert "'Company_2' (another 'Company')" in run.stderr
