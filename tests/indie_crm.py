@@ -89,6 +89,7 @@ class IndieCrm:
         url_ttl_ms: int = 3_600_000,
         next_start_equals_start: bool = False,
         slow_download: float = 0.0,
+        urls_field: str = "downloadUrls",
     ) -> None:
         self.files_for = files_for
         self.statuses = list(statuses)
@@ -112,6 +113,9 @@ class IndieCrm:
         #: Seconds to sleep after each 64 KiB of a download (to kill a tap mid-file).
         self.slow_download = slow_download
         self.create_bodies: list[dict[str, t.Any]] = []
+        #: The field of a completed job holding its files; any other name than `downloadUrls`
+        #: gets a single URL as a string when there is one file (as LinkedIn's tutorial words it).
+        self.urls_field = urls_field
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str, str, dict[str, str]]] = []  # kind, method, path, hdrs
         self.lock = threading.Lock()
@@ -290,7 +294,9 @@ class IndieCrm:
                     job.start_at if self.next_start_equals_start else end
                 ),
                 "expireAt": self._num(expires),
-                "downloadUrls": urls,
+                self.urls_field: urls[0]
+                if self.urls_field != "downloadUrls" and len(urls) == 1
+                else urls,
             }
         if self.extra_fields:
             doc.update(

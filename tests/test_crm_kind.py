@@ -100,6 +100,45 @@ def test_given_download_urls_not_a_list_of_urls_when_parsed_then_malformed(urls:
         parse_job({"status": "COMPLETED", "downloadUrls": urls}, 1)
 
 
+@pytest.mark.parametrize("name", ["downloadUrl", "downloadURL", "downloadURLs"])
+@pytest.mark.parametrize("several", [False, True])
+def test_given_urls_under_another_spelling_when_parsed_then_read(name: str, several: bool) -> None:
+    # LinkedIn's tutorial speaks of "the downloadURL field"; the analytics API has one
+    # `downloadUrl`. Read as "no URLs", two such jobs made the window count as empty: the
+    # bookmark moved past rows never read.
+    urls = ["https://a", "https://b"] if several else ["https://a"]
+    body = {"status": "COMPLETED", name: urls if several else urls[0]}
+    assert parse_job(body, 1).download_urls == tuple(urls)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"downloadUrl": {"href": "https://a"}},
+        {"files": [{"url": "https://a"}]},
+        {"downloadLinks": ["https://a"]},
+        {"resultUrl": "https://a"},
+    ],
+)
+def test_given_files_in_an_unknown_form_when_parsed_then_malformed_not_empty(
+    extra: dict[str, t.Any],
+) -> None:
+    with pytest.raises(MalformedResponseError, match=next(iter(extra))):
+        parse_job({"status": "COMPLETED", "downloadUrls": [], **extra}, 1)
+
+
+def test_given_no_urls_and_unrelated_fields_when_parsed_then_no_urls() -> None:
+    body = {
+        "status": "COMPLETED",
+        "downloadUrls": None,
+        "meta": {"a": 1},
+        "profileUrl": None,
+        "fileCount": 0,
+        "downloadUrlsExpireAt": 5,
+    }
+    assert parse_job(body, 1).download_urls == ()
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("1541539151570", 1541539151570), (" 12 ", 12), ("-5", -5), (3.0, 3), (0, 0)],

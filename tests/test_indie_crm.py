@@ -79,3 +79,15 @@ def test_a_header_naming_a_column_twice(tmp_path: Path) -> None:
             {"Record Id": "2", "Company": "Bar", "Company_2": "Baz", "": "", "_2": ""},
         ]
         assert "'Company_2' (another 'Company')" in run.stderr
+
+
+@pytest.mark.parametrize("field", ["downloadURL", "downloadUrl"])
+def test_files_under_the_field_name_the_tutorial_uses(tmp_path: Path, field: str) -> None:
+    # LinkedIn's tutorial: "a short lived download URL in the downloadURL field". Read as "no
+    # URLs", the window was taken as empty after a second job and the bookmark moved: exit 0,
+    # and the rows were never exported.
+    with IndieCrm(rows_file, urls_field=field) as emu:
+        run = run_tap(tmp_path, emu.config([URN]))
+        assert run.returncode == 0, run.stderr
+        assert len(run.records(RECORDS)) == 5
+        assert emu.count("create") == 1

@@ -160,6 +160,8 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
     ):
         msg = f"{where}: downloadUrls is not a list of URLs."
         raise MalformedResponseError(msg)
+    if not urls:
+        urls = _urls_under_another_name(body, where)
     return ExportJob(
         job_id=whole_number(raw_id, where, "jobId") or job_id,
         status=status,
@@ -169,6 +171,47 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         next_start_at=whole_number(body.get("nextExportStartAt"), where, "nextExportStartAt"),
         expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
     )
+
+
+#: Other spellings of `downloadUrls`: LinkedIn's tutorial says "the downloadURL field", and the
+#: analytics API sends one `downloadUrl`. Compared case-insensitively.
+_URL_FIELDS = frozenset({"downloadurl", "downloadurls"})
+#: Words in the name of a field that may hold the files, under a name the tap does not know.
+_FILE_WORDS = ("url", "download", "file", "link")
+
+
+def _urls_under_another_name(body: Mapping[str, t.Any], where: str) -> list[str]:
+    """The files of a body without `downloadUrls`: under another spelling, or none.
+
+    Raises:
+        MalformedResponseError: The body has a field that looks like it holds the files, but not
+            in a form the tap reads. Taking the job as one without files would move the bookmark
+            past rows that were never read.
+    """
+    for name, value in body.items():
+        if name.lower() not in _URL_FIELDS or name == "downloadUrls" or value in (None, "", []):
+            continue
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value and all(isinstance(u, str) and u for u in value):
+            return value
+        msg = f"{where}: {name} is not a URL or a list of URLs."
+        raise MalformedResponseError(msg)
+    suspects = [
+        name
+        for name, value in body.items()
+        if isinstance(value, str | list | dict)
+        and value
+        and name != "downloadUrls"
+        and any(word in name.lower() for word in _FILE_WORDS)
+    ]
+    if suspects:
+        msg = (
+            f"{where}: no downloadUrls, but {', '.join(suspects)} may name its files; not taking "
+            "the job as one without files. The bookmark was not moved."
+        )
+        raise MalformedResponseError(msg)
+    return []
 
 
 def _job_id(response: requests.Response, urn: str) -> int:
