@@ -7,7 +7,7 @@ different emulator (or real LinkedIn) might plausibly do differently is a knob:
 - `Job.files`: the bytes of each file, written by the caller (any header, BOM, CRLF...);
   `gzip_files` compresses them, `content_encoding` says so in a header (or not).
 - `statuses`: what successive GETs of a job answer before COMPLETED (`IN_PROGRESS`, `QUEUED`...).
-- `id_as_string`, `times_as_strings`, `extra_fields`: the shape of the GET body.
+- `id_as_string`, `times_as_strings`, `time_style`, `extra_fields`: the shape of the GET body.
 - `restli_id`: how the create call names the job: `"number"`, `"string"` (quoted), `"urn"`,
   `"location-only"` (no X-RestLi-Id; a Location with the query string), `"none"`.
 - `token_body`: the token endpoint's answer.
@@ -78,6 +78,7 @@ class IndieCrm:
         statuses: t.Sequence[str] = ("QUEUED", "IN_PROGRESS"),
         id_as_string: bool = False,
         times_as_strings: bool = False,
+        time_style: str = "ms",
         extra_fields: bool = True,
         restli_id: str = "number",
         gzip_files: bool = False,
@@ -95,6 +96,8 @@ class IndieCrm:
         self.statuses = list(statuses)
         self.id_as_string = id_as_string
         self.times_as_strings = times_as_strings
+        #: "ms" (documented), "s" (epoch seconds) or "iso" (ISO 8601 text) for job times.
+        self.time_style = time_style
         self.extra_fields = extra_fields
         self.restli_id = restli_id
         self.gzip_files = gzip_files
@@ -180,6 +183,11 @@ class IndieCrm:
         return SIGNATURE_MARK + hashlib.sha256(raw).hexdigest()[:16]
 
     def _num(self, value: int) -> t.Any:
+        if self.time_style == "s":
+            value //= 1000
+        elif self.time_style == "iso":
+            moment = time.gmtime(value / 1000)
+            return time.strftime("%Y-%m-%dT%H:%M:%S", moment) + f".{value % 1000:03d}Z"
         return str(value) if self.times_as_strings else value
 
     # --- API ---

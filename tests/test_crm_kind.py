@@ -149,6 +149,38 @@ def test_given_numeric_string_or_whole_float_when_parsed_then_integer(
     assert parse_job({"status": "COMPLETED", "exportEndAt": value}, 1).end_at == expected
 
 
+@pytest.mark.parametrize("field", ["exportStartAt", "exportEndAt", "nextExportStartAt", "expireAt"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1541539151,  # epoch seconds: as milliseconds, 1970-01-18
+        "1541539151",
+        "2018-11-06T21:19:11Z",
+        "2018-11-06T21:19:11.000+00:00",
+        "2018-11-06 22:19:11+01:00",
+        "2018-11-06T21:19:11",  # no offset: UTC
+    ],
+)
+def test_given_time_in_seconds_or_iso_text_when_parsed_then_epoch_ms(
+    field: str, value: object
+) -> None:
+    # Seconds were kept as milliseconds (a bookmark in 1970, so every later run re-exported the
+    # whole 30 days); ISO text failed the instance on every run.
+    job = parse_job({"status": "COMPLETED", field: value}, 1)
+    got = {
+        "exportStartAt": job.start_at,
+        "exportEndAt": job.end_at,
+        "nextExportStartAt": job.next_start_at,
+        "expireAt": job.expire_at,
+    }[field]
+    assert got == 1541539151000
+
+
+def test_given_job_id_as_a_urn_when_parsed_then_its_number() -> None:
+    body = {"status": "PROCESSING", "jobId": "urn:li:crmDataValidationExportJob:148"}
+    assert parse_job(body, 148).job_id == 148
+
+
 @pytest.mark.parametrize("field", ["jobId", "exportStartAt", "exportEndAt", "nextExportStartAt"])
 @pytest.mark.parametrize("value", [1.5, "12abc", "1e3", "", "--5", "\u00b2", [1], {"v": 1}])
 def test_given_field_not_a_whole_number_when_parsed_then_malformed_naming_it(

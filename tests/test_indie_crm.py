@@ -91,3 +91,20 @@ def test_files_under_the_field_name_the_tutorial_uses(tmp_path: Path, field: str
         assert run.returncode == 0, run.stderr
         assert len(run.records(RECORDS)) == 5
         assert emu.count("create") == 1
+
+
+@pytest.mark.parametrize("style", ["s", "iso"])
+def test_job_times_in_seconds_or_iso_text(tmp_path: Path, style: str) -> None:
+    # Seconds were kept as milliseconds: the bookmark landed in 1970 and the next run asked for
+    # everything again. ISO text failed the instance on every run.
+    with IndieCrm(rows_file, time_style=style) as emu:
+        config = emu.config([URN])
+        first = run_tap(tmp_path, config)
+        assert first.returncode == 0, first.stderr
+        created = emu.jobs[7001].created_at
+        mark = first.final_state["bookmarks"][RECORDS]["partitions"][0]["nextExportStartAt"]
+        assert created - 1000 < mark <= created
+        (tmp_path / "state.json").write_text(json.dumps(first.final_state))
+        second = run_tap(tmp_path, config, "--state", str(tmp_path / "state.json"))
+        assert second.returncode == 0, second.stderr
+        assert emu.create_bodies[1]["exportStartAt"] == mark

@@ -16,7 +16,7 @@ from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.payload import job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -154,6 +154,8 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
     where = f"LinkedIn's description of export job {job_id}"
     status = job_status(body, where)
     raw_id = body.get("jobId", body.get("id", job_id))
+    if isinstance(raw_id, str) and raw_id.startswith("urn:li:"):
+        raw_id = raw_id.rsplit(":", 1)[-1]  # `urn:li:crmDataValidationExportJob:148`
     urls = body.get("downloadUrls")
     if urls is not None and (
         not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls)
@@ -166,10 +168,10 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         job_id=whole_number(raw_id, where, "jobId") or job_id,
         status=status,
         download_urls=tuple(urls or ()),
-        start_at=whole_number(body.get("exportStartAt"), where, "exportStartAt"),
-        end_at=whole_number(body.get("exportEndAt"), where, "exportEndAt"),
-        next_start_at=whole_number(body.get("nextExportStartAt"), where, "nextExportStartAt"),
-        expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
+        start_at=epoch_ms(body.get("exportStartAt"), where, "exportStartAt"),
+        end_at=epoch_ms(body.get("exportEndAt"), where, "exportEndAt"),
+        next_start_at=epoch_ms(body.get("nextExportStartAt"), where, "nextExportStartAt"),
+        expire_at=epoch_ms(body.get("expireAt"), where, "expireAt"),
     )
 
 
