@@ -91,6 +91,7 @@ class IndieCrm:
         next_start_equals_start: bool = False,
         slow_download: float = 0.0,
         urls_field: str = "downloadUrls",
+        final_status: dict[int, str] | None = None,
     ) -> None:
         self.files_for = files_for
         self.statuses = list(statuses)
@@ -119,6 +120,8 @@ class IndieCrm:
         #: The field of a completed job holding its files; any other name than `downloadUrls`
         #: gets a single URL as a string when there is one file (as LinkedIn's tutorial words it).
         self.urls_field = urls_field
+        #: Jobs (by id) that end in another status than COMPLETED, and keep it.
+        self.final_status = final_status or {}
         self.jobs: dict[int, Job] = {}
         self.requests: list[tuple[str, str, str, dict[str, str]]] = []  # kind, method, path, hdrs
         self.lock = threading.Lock()
@@ -278,7 +281,13 @@ class IndieCrm:
             return
         job.polls += 1
         jid: t.Any = str(job.job_id) if self.id_as_string else job.job_id
-        if job.polls <= len(self.statuses):
+        if job.polls > len(self.statuses) and job.job_id in self.final_status:
+            doc = {
+                "jobId": jid,
+                "status": self.final_status[job.job_id],
+                "exportStartAt": self._num(job.start_at),
+            }
+        elif job.polls <= len(self.statuses):
             doc: dict[str, t.Any] = {
                 "jobId": jid,
                 "status": self.statuses[job.polls - 1],

@@ -108,3 +108,14 @@ def test_job_times_in_seconds_or_iso_text(tmp_path: Path, style: str) -> None:
         second = run_tap(tmp_path, config, "--state", str(tmp_path / "state.json"))
         assert second.returncode == 0, second.stderr
         assert emu.create_bodies[1]["exportStartAt"] == mark
+
+
+@pytest.mark.parametrize("status", ["CANCELLED", "ERROR"])
+def test_a_job_that_ends_in_an_undocumented_failure(tmp_path: Path, status: str) -> None:
+    # Counted as "still running", the job held its instance for job_timeout (3 h by default),
+    # on every run, until LinkedIn forgot the job a week later.
+    with IndieCrm(rows_file, final_status={7001: status}) as emu:
+        run = run_tap(tmp_path, emu.config([URN], job_timeout=20))
+        assert run.returncode == 0, run.stderr
+        assert {r["jobId"] for r in run.records(RECORDS)} == {7002}
+        assert emu.count("create") == 2
