@@ -44,16 +44,24 @@ def normalize_status(raw: str) -> str:
     return raw.strip().upper()
 
 
+#: Undocumented statuses that can only mean the job ended without files: waiting for them to
+#: change would stop the partition for `job_timeout` on every run until the job is gone (a week).
+ENDED_WITHOUT_FILES = frozenset(
+    {"FAILURE", "ERROR", "ERRORED", "CANCELLED", "CANCELED", "ABORTED", "EXPIRED", "REJECTED"}
+)
+
+
 def phase_of(status: str) -> JobPhase:
     """Map a (normalized) status to a phase.
 
-    `FAILED*` values, listed or not, are failures. Any other unknown value counts as still running
-    rather than guessed complete: the job timeout bounds the wait either way, and the caller warns
-    about it once per job (`is_known_status`).
+    `FAILED*` values, listed or not, and the unmistakable endings in `ENDED_WITHOUT_FILES` are
+    failures. Any other unknown value counts as still running rather than guessed complete: the
+    job timeout bounds the wait either way, and the caller warns about it once per job
+    (`is_known_status`).
     """
     if status == JobStatus.COMPLETED:
         return JobPhase.COMPLETED
-    if status.startswith("FAILED"):
+    if status.startswith("FAILED") or status in ENDED_WITHOUT_FILES:
         return JobPhase.FAILED
     return JobPhase.RUNNING
 

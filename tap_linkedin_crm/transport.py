@@ -11,6 +11,8 @@ bodies mean, is the export kinds' business (`tap_linkedin_crm.kinds`).
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import logging
 import random
 import re
@@ -504,13 +506,34 @@ def _quote(value: str) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
+    """`Retry-After` in seconds: delay-seconds, or an HTTP-date (RFC 9110), None if unreadable.
+
+    An HTTP-date is measured from the response's own `Date` header when it has one (so a skewed
+    local clock does not matter), else from the local clock.
+    """
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    moment = _http_date(value)
+    if moment is None:
         return None
+    now = _http_date(response.headers.get("Date", ""))
+    return max(0.0, moment - (time.time() if now is None else now))
+
+
+def _http_date(value: str) -> float | None:
+    """An HTTP-date as epoch seconds, or None if it is not one."""
+    try:
+        moment = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000" and obsolete forms: HTTP-dates are always GMT
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 def _origin(url: str) -> tuple[str, str, int] | None:

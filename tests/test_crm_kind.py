@@ -100,6 +100,45 @@ def test_given_download_urls_not_a_list_of_urls_when_parsed_then_malformed(urls:
         parse_job({"status": "COMPLETED", "downloadUrls": urls}, 1)
 
 
+@pytest.mark.parametrize("name", ["downloadUrl", "downloadURL", "downloadURLs"])
+@pytest.mark.parametrize("several", [False, True])
+def test_given_urls_under_another_spelling_when_parsed_then_read(name: str, several: bool) -> None:
+    # LinkedIn's tutorial speaks of "the downloadURL field"; the analytics API has one
+    # `downloadUrl`. Read as "no URLs", two such jobs made the window count as empty: the
+    # bookmark moved past rows never read.
+    urls = ["https://a", "https://b"] if several else ["https://a"]
+    body = {"status": "COMPLETED", name: urls if several else urls[0]}
+    assert parse_job(body, 1).download_urls == tuple(urls)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"downloadUrl": {"href": "https://a"}},
+        {"files": [{"url": "https://a"}]},
+        {"downloadLinks": ["https://a"]},
+        {"resultUrl": "https://a"},
+    ],
+)
+def test_given_files_in_an_unknown_form_when_parsed_then_malformed_not_empty(
+    extra: dict[str, t.Any],
+) -> None:
+    with pytest.raises(MalformedResponseError, match=next(iter(extra))):
+        parse_job({"status": "COMPLETED", "downloadUrls": [], **extra}, 1)
+
+
+def test_given_no_urls_and_unrelated_fields_when_parsed_then_no_urls() -> None:
+    body = {
+        "status": "COMPLETED",
+        "downloadUrls": None,
+        "meta": {"a": 1},
+        "profileUrl": None,
+        "fileCount": 0,
+        "downloadUrlsExpireAt": 5,
+    }
+    assert parse_job(body, 1).download_urls == ()
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("1541539151570", 1541539151570), (" 12 ", 12), ("-5", -5), (3.0, 3), (0, 0)],
@@ -108,6 +147,38 @@ def test_given_numeric_string_or_whole_float_when_parsed_then_integer(
     value: object, expected: int
 ) -> None:
     assert parse_job({"status": "COMPLETED", "exportEndAt": value}, 1).end_at == expected
+
+
+@pytest.mark.parametrize("field", ["exportStartAt", "exportEndAt", "nextExportStartAt", "expireAt"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        1541539151,  # epoch seconds: as milliseconds, 1970-01-18
+        "1541539151",
+        "2018-11-06T21:19:11Z",
+        "2018-11-06T21:19:11.000+00:00",
+        "2018-11-06 22:19:11+01:00",
+        "2018-11-06T21:19:11",  # no offset: UTC
+    ],
+)
+def test_given_time_in_seconds_or_iso_text_when_parsed_then_epoch_ms(
+    field: str, value: object
+) -> None:
+    # Seconds were kept as milliseconds (a bookmark in 1970, so every later run re-exported the
+    # whole 30 days); ISO text failed the instance on every run.
+    job = parse_job({"status": "COMPLETED", field: value}, 1)
+    got = {
+        "exportStartAt": job.start_at,
+        "exportEndAt": job.end_at,
+        "nextExportStartAt": job.next_start_at,
+        "expireAt": job.expire_at,
+    }[field]
+    assert got == 1541539151000
+
+
+def test_given_job_id_as_a_urn_when_parsed_then_its_number() -> None:
+    body = {"status": "PROCESSING", "jobId": "urn:li:crmDataValidationExportJob:148"}
+    assert parse_job(body, 148).job_id == 148
 
 
 @pytest.mark.parametrize("field", ["jobId", "exportStartAt", "exportEndAt", "nextExportStartAt"])
@@ -181,13 +252,36 @@ def test_given_create_when_sent_then_post_with_encoded_urn_body_and_headers() ->
 
 
 @pytest.mark.parametrize(
-    "location", ["/crmDataValidationExportJobs/77", "https://api.example/v2/x/77/"]
+    "location",
+    [
+        "/crmDataValidationExportJobs/77",
+        "https://api.example/v2/x/77/",
+        # A Location that can be fetched as it is: GET needs the instance in the query.
+        "/crmDataValidationExportJobs/77?crmInstanceId=urn%3Ali%3AcrmInstance%3A%28SFDC%2Cx%29",
+    ],
 )
 def test_given_only_a_location_header_when_created_then_id_from_it(location: str) -> None:
     with Loopback([Reply(201, headers={"Location": location})]) as server:
         kind = kind_for(f"{server.url}/v2")
         created = kind.create_job(task(kind))
     assert (created.job_id, created.created_at) == (77, None)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RestLi-Id": '"77"'},
+        {"X-RestLi-Id": " 77 "},
+        {"X-RestLi-Id": "urn:li:crmDataValidationExportJob:77"},
+        {"X-RestLi-Id": "urn%3Ali%3AcrmDataValidationExportJob%3A77"},
+        # An id that is not a number, but a Location that names the job: the Location.
+        {"X-RestLi-Id": "job-77", "Location": "/crmDataValidationExportJobs/77"},
+    ],
+)
+def test_given_an_id_in_another_form_when_created_then_read(headers: dict[str, str]) -> None:
+    with Loopback([Reply(201, headers=headers)]) as server:
+        kind = kind_for(f"{server.url}/v2")
+        assert kind.create_job(task(kind)).job_id == 77
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ def test_given_statuses_when_classified_then_failed_prefix_fails_and_unknown_run
     assert phase_of("FAILED_DUE_TO_INTERNAL_ERROR") is JobPhase.FAILED
     assert phase_of("FAILED_DUE_TO_SOMETHING_NEW") is JobPhase.FAILED
     assert phase_of("BRAND_NEW_STATUS") is JobPhase.RUNNING
+    for ended in ("CANCELLED", "CANCELED", "ERROR", "ABORTED", "EXPIRED", "FAILURE"):
+        assert phase_of(ended) is JobPhase.FAILED, ended
     assert [p.is_final for p in JobPhase] == [False, True, True]
 
 

@@ -264,6 +264,28 @@ def test_given_retry_after_on_503_when_retried_then_honoured_and_huge_values_cap
     assert sleeps == [3.0, MAX_RETRY_AFTER_SECONDS]
 
 
+def test_given_retry_after_as_http_date_when_retried_then_waits_until_that_date() -> None:
+    # RFC 9110: Retry-After is delay-seconds or an HTTP-date, measured from the answer's Date.
+    replies = [
+        Reply(
+            429,
+            b'{"message": "slow down"}',
+            {
+                "Retry-After": "Wed, 21 Oct 2015 07:28:30 GMT",
+                "Date": "Wed, 21 Oct 2015 07:28:00 GMT",
+            },
+        ),
+        Reply(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT"}),  # past: no wait
+        Reply(503, headers={"Retry-After": "soon"}),  # unreadable: the usual backoff
+        Reply(200, b"{}"),
+    ]
+    sleeps = Sleeps()
+    with Loopback(replies) as server:
+        static_client(server.url, sleeps, retry_delay=0.2).call_json("GET", "x", what="read x")
+    assert sleeps[:2] == [30.0, 0.0]
+    assert 0.1 <= sleeps[2] <= 0.4
+
+
 def test_given_rate_limit_that_persists_when_called_then_rate_limited_error() -> None:
     sleeps = Sleeps()
     with Loopback([Reply(429, b'{"message": "Resource level throttle"}')]) as server:

@@ -41,12 +41,15 @@ class HeaderInfo:
         added: header columns that are not declared (kept under `EXTRA_COLUMNS_KEY`), in file order.
         missing: declared columns absent from the header (absent from rows), in declared order.
         reordered: whether the declared columns present appear in a different order than declared.
+        renamed: `(name, new name)` of each repeated column name, renamed `<name>_2`, `<name>_3`...
+            (the first one keeps the name), so no column of the file is lost.
     """
 
     columns: tuple[str, ...]
     added: tuple[str, ...]
     missing: tuple[str, ...]
     reordered: bool
+    renamed: tuple[tuple[str, str], ...] = ()
 
     @property
     def drifted(self) -> bool:
@@ -158,7 +161,8 @@ class CsvDecoder:
             header = self._read_header(records)
             if header is None:
                 return
-            self.header = self._header_info(header)
+            header, renamed = _unique_names(header)
+            self.header = self._header_info(header, renamed)
             self._skip(records, skip_rows)
             yield from self._typed_rows(records, header)
         except UnicodeDecodeError as exc:
@@ -228,14 +232,11 @@ class CsvDecoder:
         """Name the row being read, for error messages."""
         return "the header" if self.header is None else f"data row {self.rows_read + 1}"
 
-    def _header_info(self, header: list[str]) -> HeaderInfo:
-        """Compare the header with the declared columns; reject duplicate names."""
-        seen: set[str] = set()
-        for name in header:
-            if name in seen:
-                msg = f"{self.label}: the header names column {name!r} more than once"
-                raise MalformedCSVError(msg)
-            seen.add(name)
+    def _header_info(
+        self, header: list[str], renamed: tuple[tuple[str, str], ...] = ()
+    ) -> HeaderInfo:
+        """Compare the header (its names made unique) with the declared columns."""
+        seen = set(header)
         declared = self.column_types
         present = [name for name in header if name in declared]
         expected = [name for name in declared if name in seen]
@@ -244,6 +245,7 @@ class CsvDecoder:
             added=tuple(name for name in header if name not in declared),
             missing=tuple(name for name in declared if name not in seen),
             reordered=present != expected,
+            renamed=renamed,
         )
 
     def _typed_rows(
@@ -320,3 +322,33 @@ class CsvDecoder:
             f" has {width}"
         )
         raise MalformedCSVError(msg)
+
+
+def _unique_names(header: list[str]) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+    """The header with each repeated name renamed, and the renamings.
+
+    The first occurrence keeps its name; the others become `<name>_2`, `<name>_3`... (never a
+    name the header already has).
+
+    A file may name a column twice (two "Company" columns, or several blank names from trailing
+    commas); refusing it would stop its instance on every run, for a file that can be read.
+    """
+    if len(set(header)) == len(header):
+        return header, ()
+    taken = set(header)
+    seen: set[str] = set()
+    names: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    for name in header:
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+            continue
+        number = 2
+        while f"{name}_{number}" in taken:
+            number += 1
+        new = f"{name}_{number}"
+        taken.add(new)
+        names.append(new)
+        renamed.append((name, new))
+    return names, tuple(renamed)

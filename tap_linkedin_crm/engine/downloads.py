@@ -426,6 +426,13 @@ def _shutdown(response: requests.Response) -> None:
 def _log_drift(
     label: str, file_label: str, header: HeaderInfo, key_columns: frozenset[str]
 ) -> None:
+    if header.renamed:
+        LOGGER.warning(
+            "%s: %s names some columns more than once; the repeats are kept as %s.",
+            label,
+            file_label,
+            ", ".join(f"{new!r} (another {name!r})" for name, new in header.renamed),
+        )
     if header.added:
         LOGGER.warning(
             "%s: %s has columns not declared in column_types: %s; they are kept as strings in "

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import email.utils
 import typing as t
+import urllib.parse
 
 from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.payload import job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -153,36 +154,84 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
     where = f"LinkedIn's description of export job {job_id}"
     status = job_status(body, where)
     raw_id = body.get("jobId", body.get("id", job_id))
+    if isinstance(raw_id, str) and raw_id.startswith("urn:li:"):
+        raw_id = raw_id.rsplit(":", 1)[-1]  # `urn:li:crmDataValidationExportJob:148`
     urls = body.get("downloadUrls")
     if urls is not None and (
         not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls)
     ):
         msg = f"{where}: downloadUrls is not a list of URLs."
         raise MalformedResponseError(msg)
+    if not urls:
+        urls = _urls_under_another_name(body, where)
     return ExportJob(
         job_id=whole_number(raw_id, where, "jobId") or job_id,
         status=status,
         download_urls=tuple(urls or ()),
-        start_at=whole_number(body.get("exportStartAt"), where, "exportStartAt"),
-        end_at=whole_number(body.get("exportEndAt"), where, "exportEndAt"),
-        next_start_at=whole_number(body.get("nextExportStartAt"), where, "nextExportStartAt"),
-        expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
+        start_at=epoch_ms(body.get("exportStartAt"), where, "exportStartAt"),
+        end_at=epoch_ms(body.get("exportEndAt"), where, "exportEndAt"),
+        next_start_at=epoch_ms(body.get("nextExportStartAt"), where, "nextExportStartAt"),
+        expire_at=epoch_ms(body.get("expireAt"), where, "expireAt"),
     )
 
 
-def _job_id(response: requests.Response, urn: str) -> int:
-    raw = response.headers.get("X-RestLi-Id", "")
-    if not raw:
-        location = response.headers.get("Location", "")
-        raw = location.rstrip("/").rsplit("/", 1)[-1] if location else ""
-    try:
-        return int(raw)
-    except ValueError:
+#: Other spellings of `downloadUrls`: LinkedIn's tutorial says "the downloadURL field", and the
+#: analytics API sends one `downloadUrl`. Compared case-insensitively.
+_URL_FIELDS = frozenset({"downloadurl", "downloadurls"})
+#: Words in the name of a field that may hold the files, under a name the tap does not know.
+_FILE_WORDS = ("url", "download", "file", "link")
+
+
+def _urls_under_another_name(body: Mapping[str, t.Any], where: str) -> list[str]:
+    """The files of a body without `downloadUrls`: under another spelling, or none.
+
+    Raises:
+        MalformedResponseError: The body has a field that looks like it holds the files, but not
+            in a form the tap reads. Taking the job as one without files would move the bookmark
+            past rows that were never read.
+    """
+    for name, value in body.items():
+        if name.lower() not in _URL_FIELDS or name == "downloadUrls" or value in (None, "", []):
+            continue
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and value and all(isinstance(u, str) and u for u in value):
+            return value
+        msg = f"{where}: {name} is not a URL or a list of URLs."
+        raise MalformedResponseError(msg)
+    suspects = [
+        name
+        for name, value in body.items()
+        if isinstance(value, str | list | dict)
+        and value
+        and name != "downloadUrls"
+        and any(word in name.lower() for word in _FILE_WORDS)
+    ]
+    if suspects:
         msg = (
-            f"LinkedIn created an export job for CRM instance {urn} but sent no usable job id "
-            "(X-RestLi-Id header)."
+            f"{where}: no downloadUrls, but {', '.join(suspects)} may name its files; not taking "
+            "the job as one without files. The bookmark was not moved."
         )
-        raise MalformedResponseError(msg, status=response.status_code) from None
+        raise MalformedResponseError(msg)
+    return []
+
+
+def _job_id(response: requests.Response, urn: str) -> int:
+    """The new job's id: `X-RestLi-Id`, else the last segment of `Location`'s path.
+
+    Either may come quoted (`"148"`) or as a URN (`urn:li:...:148`); a `Location` may be
+    absolute and carry a query string (`/crmDataValidationExportJobs/148?crmInstanceId=...`).
+    """
+    location = urllib.parse.urlsplit(response.headers.get("Location", "")).path
+    for raw in (response.headers.get("X-RestLi-Id", ""), location.rstrip("/").rsplit("/", 1)[-1]):
+        text = urllib.parse.unquote(raw).strip().strip('"').rsplit(":", 1)[-1]
+        if text.isascii() and text.isdigit():
+            return int(text)
+    msg = (
+        f"LinkedIn created an export job for CRM instance {urn} but sent no usable job id "
+        "(X-RestLi-Id header)."
+    )
+    raise MalformedResponseError(msg, status=response.status_code)
 
 
 def date_header_ms(response: requests.Response) -> int | None:

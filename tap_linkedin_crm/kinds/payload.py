@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import typing as t
 
 from tap_linkedin_crm.errors import MalformedResponseError
@@ -46,3 +47,30 @@ def whole_number(value: object, where: str, field: str) -> int | None:
             return int(value)
     msg = f"{where}: {field} is {value!r}, not a number."
     raise MalformedResponseError(msg)
+
+
+#: Epoch seconds of 1973-03-03 to 2286-11-20 (9-10 digits): as milliseconds, these would be
+#: instants within 1970's first four months, which no export job describes.
+_SECONDS = range(100_000_000, 10_000_000_000)
+
+
+def epoch_ms(value: object, where: str, field: str) -> int | None:
+    """A time field of a job body as epoch milliseconds.
+
+    LinkedIn documents epoch milliseconds; epoch seconds (9-10 digits, as the CSV timestamps
+    allow too) and ISO 8601 text (no offset meaning UTC) are read as well, so that a bookmark is
+    never a seconds value taken for milliseconds (1970) or an instance fails on every run.
+
+    Raises:
+        MalformedResponseError: The field is neither a whole number nor ISO 8601 text.
+    """
+    if isinstance(value, str) and "-" in value.strip().lstrip("-"):
+        with contextlib.suppress(ValueError):
+            moment = dt.datetime.fromisoformat(value.strip())
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            return int(moment.timestamp() * 1000)
+    number = whole_number(value, where, field)
+    if number is not None and number in _SECONDS:
+        return number * 1000
+    return number
