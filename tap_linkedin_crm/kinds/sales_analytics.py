@@ -270,6 +270,9 @@ class SalesAnalyticsExports:
             what=f"read analytics export job {job_id} of contract {task.partition.key}",
             permission=PERMISSION,
         )
+        value = body.get("value")
+        if "status" not in body and isinstance(value, dict):
+            body = value  # documented unwrapped, but wrapped like the create action's answer
         return parse_analytics_job(body, job_id)
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
