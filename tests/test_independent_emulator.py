@@ -129,3 +129,8 @@ def test_windows_without_rows_move_the_bookmark(tmp_path: Path, empty: str) -> N
         assert result.records(stream) == []
         entries = result.final_state["bookmarks"][stream]["partitions"]
         assert {e["replication_key_value"] for e in entries} == {midnight(0)}
+    # rowCount 0 and a 0-byte file agree: one job per window (2 contracts, 3 types, 2 windows),
+    # not a second job per window to make sure (each can take LinkedIn hours and counts against
+    # the daily quota).
+    assert len(emu.jobs) == 12
+    assert "empty" not in result.stderr
