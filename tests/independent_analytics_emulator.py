@@ -77,6 +77,8 @@ class Profile:
     get_wrapped: bool = False
     row_count: str = "int"  # int / str / absent
     polls_until_done: int = 1
+    expire_at: str = "ms"  # ms / s / iso / absent
+    relative_url: bool = False  # downloadUrl as a path on the API host
     url_ttl_ms: int = 3_600_000
     refresh_rotates: bool = False  # answer refresh grants with a new refresh_token
     refresh_returns_same: bool = False  # answer with the same refresh_token
@@ -184,7 +186,7 @@ class Emulator:
 
     def created_at_text(self, rfc3339: str) -> str:
         """A timestamp the tap wrote, spelt as this emulator spells `createdAt`."""
-        moment = dt.datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(rfc3339)
         return self._created_at(int(moment.timestamp() * 1000))
 
     def rows(
@@ -462,8 +464,15 @@ class Emulator:
             "status": self._status(job.status),
         }
         if job.status == "COMPLETED":
-            body["downloadUrl"] = f"{self.url}/ambry/?x-li-ambry-ep={job.token}"
-            body["expireAt"] = job.expire_at
+            path = f"/ambry/?x-li-ambry-ep={job.token}"
+            body["downloadUrl"] = path if self.profile.relative_url else self.url + path
+            assert job.expire_at is not None
+            body["expireAt"] = {
+                "ms": job.expire_at,
+                "s": job.expire_at // 1000,
+                "iso": dt.datetime.fromtimestamp(job.expire_at / 1000, tz=dt.UTC).isoformat(),
+                "absent": None,
+            }[self.profile.expire_at]
             count = len(self.rows(job.contract, job.export_type, job.start_at, job.end_at))
             if self.profile.row_count == "int":
                 body["rowCount"] = count

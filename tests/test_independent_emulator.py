@@ -227,3 +227,17 @@ def test_airbyte_read_stopped_between_the_exports_and_rows_states_loses_nothing(
             return json.dumps({k: v for k, v in row.items() if k != "jobId"}, sort_keys=True)
 
         assert Counter(map(key, rows)) == Counter(map(key, everything)), stream
+
+
+@pytest.mark.parametrize("style", ["iso", "s"])
+def test_expire_at_in_seconds_or_iso_text_is_read(tmp_path: Path, style: str) -> None:
+    # Documented as epoch ms; ISO text failed every window ("not a number"), and seconds made
+    # every URL look expired since 1970 (a needless GET of the job before each download).
+    with Emulator(Profile(expire_at=style)) as emu:
+        result = run(emu, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_every_row_once(emu, result)
+    gets = [p for method, p, _ in emu.log if method == "GET" and "ExportJobs/" in p]
+    assert len(gets) == 2 * len(emu.jobs)  # ENQUEUED, then COMPLETED: no refresh
+    exports = result.records("sales_analytics_exports")
+    assert all(1e12 < e["expireAt"] < 1e13 for e in exports)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import typing as t
 
 from tap_linkedin_crm.errors import MalformedResponseError
@@ -46,3 +47,28 @@ def whole_number(value: object, where: str, field: str) -> int | None:
             return int(value)
     msg = f"{where}: {field} is {value!r}, not a number."
     raise MalformedResponseError(msg)
+
+
+#: Below this an epoch value is in seconds, not milliseconds (1e11 ms is 1973; 1e11 s, year 5138).
+_SECONDS_BELOW = 100_000_000_000
+
+
+def epoch_ms(value: object, where: str, field: str) -> int | None:
+    """An instant documented as epoch milliseconds (`expireAt`); epoch seconds and ISO 8601 too.
+
+    Raises:
+        MalformedResponseError: The field is none of those.
+    """
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            msg = f"{where}: {field} is {value!r}, neither epoch milliseconds nor ISO 8601."
+            raise MalformedResponseError(msg) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return int(moment.timestamp() * 1000)
+    number = whole_number(value, where, field)
+    if number is not None and 0 < number < _SECONDS_BELOW:
+        return number * 1000
+    return number

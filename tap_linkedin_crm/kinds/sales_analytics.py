@@ -24,7 +24,7 @@ from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
 from tap_linkedin_crm.kinds.crm_validation import date_header_ms
-from tap_linkedin_crm.kinds.payload import job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
@@ -342,6 +342,6 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         job_id=whole_number(body.get("id"), where, "id") or job_id,
         status=status,
         download_urls=(url,) if url else (),
-        expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
+        expire_at=epoch_ms(body.get("expireAt"), where, "expireAt"),
         row_count=row_count,
     )
