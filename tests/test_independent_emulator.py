@@ -241,3 +241,12 @@ def test_expire_at_in_seconds_or_iso_text_is_read(tmp_path: Path, style: str) ->
     assert len(gets) == 2 * len(emu.jobs)  # ENQUEUED, then COMPLETED: no refresh
     exports = result.records("sales_analytics_exports")
     assert all(1e12 < e["expireAt"] < 1e13 for e in exports)
+
+
+def test_a_download_url_given_as_a_path_is_fetched_from_the_api_host(tmp_path: Path) -> None:
+    # Every window failed: "Refusing download URL :///ambry/?<redacted>: only https:// ...".
+    with Emulator(Profile(relative_url=True)) as emu:
+        result = run(emu, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_every_row_once(emu, result)
+    assert_no_secret(emu, result)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing as t
+import urllib.parse
 
 import pendulum
 
@@ -273,7 +274,12 @@ class SalesAnalyticsExports:
         value = body.get("value")
         if "status" not in body and isinstance(value, dict):
             body = value  # documented unwrapped, but wrapped like the create action's answer
-        return parse_analytics_job(body, job_id)
+        job = parse_analytics_job(body, job_id)
+        if job.download_urls and not urllib.parse.urlsplit(job.download_urls[0]).scheme:
+            # A path (as the CRM API's Location header is): on the API's host.
+            url = urllib.parse.urljoin(self.client.api_url + "/", job.download_urls[0])
+            job = dataclasses.replace(job, download_urls=(url,))
+        return job
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
         """Split a too-big window, retry then split a timed-out one, stop on data delay."""
