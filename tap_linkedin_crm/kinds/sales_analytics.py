@@ -15,6 +15,7 @@ window (its bookmark kept, not a failure).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing as t
 import urllib.parse
 
@@ -35,6 +36,8 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.engine.state import PartitionState
     from tap_linkedin_crm.kinds.base import ExportTask
     from tap_linkedin_crm.transport import LinkedInClient
+
+LOGGER = logging.getLogger("tap_linkedin_crm.sync")
 
 JOBS_PATH = "salesAnalyticsExportJobs"
 CONTRACTS_PATH = "salesContracts"
@@ -118,6 +121,14 @@ def list_contracts(client: LinkedInClient) -> list[Contract]:
         contracts.extend(fresh)
         start += len(elements)
         if not fresh:  # an empty page, or one LinkedIn sent before (it ignored `start`)
+            if elements:
+                LOGGER.warning(
+                    "LinkedIn answered the contracts page from %d with contracts it had sent "
+                    "already (it seems to ignore `start`): the list stops at %d contract(s) and "
+                    "may lack some; name the others in contract_ids.",
+                    start - len(elements),
+                    len(contracts),
+                )
             return contracts
         paging = body.get("paging")
         paging = paging if isinstance(paging, dict) else {}
