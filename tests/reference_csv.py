@@ -195,9 +195,13 @@ def _timestamp(value: str) -> str:
         moment = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=int(value))  # noqa: DTZ001
     elif re.fullmatch(r"[0-9]{9,10}", value):
         moment = dt.datetime(1970, 1, 1) + dt.timedelta(seconds=int(value))  # noqa: DTZ001
-    elif match := re.fullmatch(r"([0-9]{2})-([0-9]{2})-([0-9]{4}) ([0-9:]{8})", value):
-        month, day, year, time = match.groups()
-        moment = dt.datetime.strptime(f"{year}-{month}-{day} {time}", "%Y-%m-%d %H:%M:%S")  # noqa: DTZ007
+    elif match := re.fullmatch(
+        r"([0-9]{1,2})([-/])([0-9]{1,2})\2([0-9]{4}) ([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})", value
+    ):
+        month, _, day, year, hour, minute, second = match.groups()
+        moment = dt.datetime(  # noqa: DTZ001
+            int(year), int(month), int(day), int(hour), int(minute), int(second)
+        )
     else:
         moment = _iso_timestamp(value)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")

@@ -127,6 +127,13 @@ def test_given_files_in_an_unknown_form_when_parsed_then_malformed_not_empty(
         parse_job({"status": "COMPLETED", "downloadUrls": [], **extra}, 1)
 
 
+def test_given_a_running_job_with_link_like_fields_when_parsed_then_no_urls() -> None:
+    # Files are looked for under other names only once the job says COMPLETED: a running job's
+    # body may well carry a status link.
+    body = {"status": "PROCESSING", "downloadUrls": None, "statusLink": "https://a"}
+    assert parse_job(body, 1).download_urls == ()
+
+
 def test_given_no_urls_and_unrelated_fields_when_parsed_then_no_urls() -> None:
     body = {
         "status": "COMPLETED",

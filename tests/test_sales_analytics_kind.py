@@ -48,9 +48,14 @@ def test_given_linkedin_pages_by_fewer_than_asked_without_total_then_every_page_
     assert requests == 3
 
 
-def test_given_linkedin_ignoring_start_then_the_listing_ends_without_looping() -> None:
+def test_given_linkedin_ignoring_start_then_the_listing_ends_without_looping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A server that answers the same full page whatever `start` says: read once, no loop."""
     full = page(0, 50, paging={"count": 50, "start": 0, "links": []})
     found, requests = contracts_from([full])
     assert found == [f"urn:li:contract:{n}" for n in range(50)]
     assert requests <= 2
+    # The list may be cut short (contracts after the first page never seen): said, not silent.
+    assert "seems to ignore `start`" in caplog.text
+    assert "contract_ids" in caplog.text

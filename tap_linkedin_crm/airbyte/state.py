@@ -202,8 +202,9 @@ def _merge(
 ) -> dict[str, t.Any]:
     """Every stream's blob as that stream's state, less the partitions a stream may not take.
 
-    The engine looks for a partition in its family's owner first, then in the family's other
-    streams (`engine.state.StateStore`), so the owner's blob wins. In Airbyte each stream's state
+    The owner's blob wins: another stream's copy of a partition the owner holds is dropped (the
+    engine, `engine.state.StateStore`, would otherwise keep the copy with the later bookmark, and
+    the owner's STATE, sent last, can be the older one). In Airbyte each stream's state
     is its own: a rows stream read incrementally resumes only from its own blob, so a partition
     missing there (the stream is new in the connection, or Airbyte cleared its state) is exported
     from the start, not taken over from another stream's bookmark, which would leave the stream
@@ -230,8 +231,13 @@ def _merge(
             owner = own.get(family, name)
             if family in fresh:
                 continue
-            if owner == name or (owner, _context_key(entry)) in held:
-                kept.append(entry)  # a copy of the owner's: harmless, the owner's wins
+            if owner == name:
+                kept.append(entry)
+            elif (owner, _context_key(entry)) in held:
+                # The owner's STATE goes out last: a copy here is as new or newer (the read
+                # stopped, or the destination committed, between the two). The engine would take
+                # the later bookmark, skipping rows the owner's stream never committed.
+                continue
             else:
                 LOGGER.info(
                     "Stream %s has no state of its own for %s (the stream is new in the "

@@ -34,6 +34,10 @@ _ISO_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
 )
+#: LinkedIn's activity date, `MM-DD-YYYY HH:MM:SS`, also without leading zeros or with `/`.
+_MDY_RE = re.compile(
+    r"([0-9]{1,2})([-/])([0-9]{1,2})\2([0-9]{4}) ([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})"
+)
 _MS_PER_DAY = 86_400_000
 _UNIX_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 # Formatting tables for epoch timestamps: "HH:MM:" per minute of the day, "SS" and ".fffZ".
@@ -185,7 +189,7 @@ def _timestamp_slowly(  # noqa: C901, PLR0912 - one function keeps the shapes si
             date = f"{value[6:10]}-{value[:2]}-{value[3:5]}T"
             _fromisoformat(date + value[11:])
         else:
-            return _format_datetime(_parse_iso(value))
+            return _format_datetime(_parse_other(value))
         if len(dates) >= _PART_CACHE_SIZE:
             dates.clear()
         if len(times) >= _PART_CACHE_SIZE:
@@ -194,10 +198,27 @@ def _timestamp_slowly(  # noqa: C901, PLR0912 - one function keeps the shapes si
         dates[value[:11]] = date
         times[value[11:]] = time
         return date + time
-    return _format_datetime(_parse_iso(value))
+    return _format_datetime(_parse_other(value))
 
 
 _fromisoformat = dt.datetime.fromisoformat
+
+
+def _parse_other(value: str) -> dt.datetime:
+    """Parse `M-D-YYYY H:M:S` or `M/D/YYYY H:M:S`, else RFC 3339-like text, to naive UTC.
+
+    The first is LinkedIn's `MM-DD-YYYY HH:MM:SS` with its leading zeros left out, or with `/`.
+
+    Raises:
+        ValueError: the value is neither.
+    """
+    match = _MDY_RE.fullmatch(value)
+    if match is None:
+        return _parse_iso(value)
+    month, _, day, year, hour, minute, second = match.groups()
+    return dt.datetime(  # noqa: DTZ001 - naive UTC; range checks raise ValueError
+        int(year), int(month), int(day), int(hour), int(minute), int(second)
+    )
 
 
 def _parse_iso(value: str) -> dt.datetime:

@@ -81,9 +81,10 @@ class CsvDecoder:
     - boolean: true/false, yes/no, 1/0 in any letter case.
     - timestamp: epoch milliseconds (12-13 digits) or seconds (9-10 digits, i.e. 1973-2286 for
       both), ISO 8601 / RFC 3339 (`T` or space, optional fraction up to 6 digits, `Z` or offset;
-      no offset means UTC), or `MM-DD-YYYY HH:MM:SS` (UTC). The result is RFC 3339 in UTC with a
-      `Z`: `YYYY-MM-DDTHH:MM:SSZ`, with `.fff` when the instant has milliseconds and `.ffffff`
-      when it has microseconds, so each instant has exactly one spelling.
+      no offset means UTC), or `MM-DD-YYYY HH:MM:SS` (UTC; leading zeros optional, `-` or `/`).
+      The result is RFC 3339 in UTC with a `Z`: `YYYY-MM-DDTHH:MM:SSZ`, with `.fff` when the
+      instant has milliseconds and `.ffffff` when it has microseconds, so each instant has
+      exactly one spelling.
 
     A value that does not convert never stops the sync and is never lost: its field is None and
     its raw string goes into the row's `INVALID_VALUES_KEY` object under the column name.

@@ -4,7 +4,8 @@ A transfer that breaks (reset, short body, bad gzip) is retried from the start o
 the rows already handed out, so no row is emitted twice. Expired URLs (403/410, or `expireAt`
 passed) are refreshed by fetching the job again; a job that is gone is replaced by a new job for
 the same window, whose files are then read from the start. A 0-byte file (not even a header) is
-fetched again, then exported again by a new job, and only then taken as empty, with a note. A stop
+fetched again, then exported again by a new job, and only then taken as empty, with a note (unless
+it is the only file of a job whose `rowCount` is 0: that file is just empty). A stop
 (SIGTERM/Ctrl-C) shuts the socket of the file being read, so a stalled read ends at once.
 """
 
@@ -372,7 +373,11 @@ class ExportDownloader:
                             f" of {int(size) / 1e6:.1f} MB" if size else "",
                             row_number / max(now - started, 1e-9),
                         )
-        if decoder.header is None:  # not even a header: 0 bytes (or only a BOM, blank lines)
+        job = tracked.job
+        if decoder.header is None and not (  # not even a header: 0 bytes (or a BOM, blank lines)
+            # ... which is what LinkedIn promised when it counted no rows in the only file
+            job is not None and len(job.download_urls) == 1 and job.row_count == 0
+        ):
             raise _EmptyBodyError
         if decoder.rows_read < row_number:
             # Rows were emitted from an earlier transfer of this URL that this one lacks: the
@@ -383,7 +388,6 @@ class ExportDownloader:
                 "from its first row, drop inFlightJob from this partition's state."
             )
             raise MalformedCSVError(msg)
-        job = tracked.job
         expected = job.row_count if job is not None and len(job.download_urls) == 1 else None
         if expected is not None and decoder.rows_read != expected:
             raise _RowCountGapError(decoder.rows_read, expected)

@@ -14,7 +14,7 @@ import urllib.parse
 
 from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
-from tap_linkedin_crm.jobs import ExportJob
+from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
 from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
 
@@ -162,7 +162,7 @@ def parse_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
     ):
         msg = f"{where}: downloadUrls is not a list of URLs."
         raise MalformedResponseError(msg)
-    if not urls:
+    if not urls and status == JobStatus.COMPLETED:
         urls = _urls_under_another_name(body, where)
     return ExportJob(
         job_id=whole_number(raw_id, where, "jobId") or job_id,

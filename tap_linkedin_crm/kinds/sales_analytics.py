@@ -15,7 +15,9 @@ window (its bookmark kept, not a failure).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import typing as t
+import urllib.parse
 
 import pendulum
 
@@ -24,7 +26,7 @@ from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
 from tap_linkedin_crm.kinds.crm_validation import date_header_ms
-from tap_linkedin_crm.kinds.payload import job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
@@ -34,6 +36,8 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.engine.state import PartitionState
     from tap_linkedin_crm.kinds.base import ExportTask
     from tap_linkedin_crm.transport import LinkedInClient
+
+LOGGER = logging.getLogger("tap_linkedin_crm.sync")
 
 JOBS_PATH = "salesAnalyticsExportJobs"
 CONTRACTS_PATH = "salesContracts"
@@ -117,6 +121,14 @@ def list_contracts(client: LinkedInClient) -> list[Contract]:
         contracts.extend(fresh)
         start += len(elements)
         if not fresh:  # an empty page, or one LinkedIn sent before (it ignored `start`)
+            if elements:
+                LOGGER.warning(
+                    "LinkedIn answered the contracts page from %d with contracts it had sent "
+                    "already (it seems to ignore `start`): the list stops at %d contract(s) and "
+                    "may lack some; name the others in contract_ids.",
+                    start - len(elements),
+                    len(contracts),
+                )
             return contracts
         paging = body.get("paging")
         paging = paging if isinstance(paging, dict) else {}
@@ -270,7 +282,15 @@ class SalesAnalyticsExports:
             what=f"read analytics export job {job_id} of contract {task.partition.key}",
             permission=PERMISSION,
         )
-        return parse_analytics_job(body, job_id)
+        value = body.get("value")
+        if "status" not in body and isinstance(value, dict):
+            body = value  # documented unwrapped, but wrapped like the create action's answer
+        job = parse_analytics_job(body, job_id)
+        if job.download_urls and not urllib.parse.urlsplit(job.download_urls[0]).scheme:
+            # A path (as the CRM API's Location header is): on the API's host.
+            url = urllib.parse.urljoin(self.client.api_url + "/", job.download_urls[0])
+            job = dataclasses.replace(job, download_urls=(url,))
+        return job
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
         """Split a too-big window, retry then split a timed-out one, stop on data delay."""
@@ -339,6 +359,6 @@ def parse_analytics_job(body: Mapping[str, t.Any], job_id: int) -> ExportJob:
         job_id=whole_number(body.get("id"), where, "id") or job_id,
         status=status,
         download_urls=(url,) if url else (),
-        expire_at=whole_number(body.get("expireAt"), where, "expireAt"),
+        expire_at=epoch_ms(body.get("expireAt"), where, "expireAt"),
         row_count=row_count,
     )

@@ -77,7 +77,8 @@ def test_pyairbyte_messages_with_null_and_unknown_keys(streams: dict[str, Export
                 sourceStats={"recordCount": 3.0, "rejectedRecordCount": None}),
         message(EXPORTS, ROWS_BLOB, global_=None, data=None),
     ]  # fmt: skip
-    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: ROWS_BLOB}}
+    # The exports stream's copy of the records stream's partition is dropped: the owner's wins.
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
     assert resolved(raw, streams) == {DYNAMICS_INSTANCE: 5, SFDC_INSTANCE: None}
 
 
@@ -87,8 +88,14 @@ def test_the_owner_blob_wins_and_the_heartbeat_key_is_dropped(
     beating = {**ROWS_BLOB, "heartbeatAt": "2026-01-01T00:00:00.000+00:00"}
     older = {"partitions": [{**ROWS_BLOB["partitions"][0], "nextExportStartAt": 3}]}
     raw = [message(EXPORTS, older), message(RECORDS, beating)]
-    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB, EXPORTS: older}}
+    assert convert(raw, streams) == {"bookmarks": {RECORDS: ROWS_BLOB}}
     assert resolved(raw, streams)[DYNAMICS_INSTANCE] == 5  # the owner's, not the older copy
+    # The exports stream's STATE goes out first: a read stopped (or a destination that committed
+    # one stream's STATE and not the other's) leaves it newer than the owner's. The owner's
+    # still wins: the later bookmark would skip rows the records stream never committed.
+    newer = {"partitions": [{**ROWS_BLOB["partitions"][0], "nextExportStartAt": 9}]}
+    raw = [message(EXPORTS, newer), message(RECORDS, ROWS_BLOB)]
+    assert resolved(raw, streams)[DYNAMICS_INSTANCE] == 5
     # With only the exports stream selected, it owns the state (a GLOBAL message is read too).
     shared = {"type": "GLOBAL", "global": {"stream_states": [raw[1]["stream"]]}}
     assert resolved([shared], streams, EXPORTS, owner=EXPORTS)[DYNAMICS_INSTANCE] == 5
@@ -134,7 +141,7 @@ def test_analytics_state_starts_over_per_export_type(streams: dict[str, ExportSt
         ConfiguredStream(streams[seats], "full_refresh"),
     ]
     assert tap_state_from_airbyte(raw, configured, streams) == {
-        "bookmarks": {activities: {"partitions": [ACTIVITY]}, exports: {"partitions": [ACTIVITY]}}
+        "bookmarks": {activities: {"partitions": [ACTIVITY]}}
     }
     # The activities stream's state was cleared: its exports start over, not from the copy in
     # the exports stream; the seat exports (their rows stream not read) resume from that copy.
