@@ -1,4 +1,4 @@
-"""The real tap process against an independent CRM emulator (`indie_crm.py`), not our sandbox.
+"""The real tap process against an independent CRM emulator, not our sandbox.
 
 That emulator was written from the API notes alone: other CSV headers, a separate file host with
 its own signature, other statuses and other ways to misbehave. Each test is a case where the tap
@@ -13,7 +13,7 @@ import time
 import typing as t
 
 import pytest
-from indie_crm import CLIENT_SECRET, SIGNATURE_MARK, TOKEN, Fault, IndieCrm
+from independent_crm_emulator import CLIENT_SECRET, SIGNATURE_MARK, TOKEN, CrmEmulator, Fault
 from process_runs import ProcessRun, run_process
 
 if t.TYPE_CHECKING:
@@ -48,7 +48,7 @@ def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
     until = float(int(time.time()) + 3)  # an HTTP-date has whole seconds
     later = email.utils.formatdate(until, usegmt=True)
     limited = Fault(429, RATE_LIMITED, {"Retry-After": later}, until=until)
-    with IndieCrm(rows_file, faults={"create": [limited]}) as emu:
+    with CrmEmulator(rows_file, faults={"create": [limited]}) as emu:
         run = run_tap(tmp_path, emu.config([URN], request_max_retries=2))
         assert run.returncode == 0, run.stderr
         assert len(run.records(RECORDS)) == 5
@@ -59,7 +59,7 @@ def test_retry_after_as_an_http_date_is_honoured(tmp_path: Path) -> None:
 def test_job_id_in_another_form_on_create(tmp_path: Path, form: str) -> None:
     # `"7001"`, `urn:li:crmDataValidationExportJob:7001`, or no X-RestLi-Id and a Location
     # with a query string: the instance failed on every run ("no usable job id").
-    with IndieCrm(rows_file, restli_id=form) as emu:
+    with CrmEmulator(rows_file, restli_id=form) as emu:
         run = run_tap(tmp_path, emu.config([URN]))
         assert run.returncode == 0, run.stderr
         assert {r["jobId"] for r in run.records(RECORDS)} == {7001}
@@ -70,7 +70,7 @@ def test_a_header_naming_a_column_twice(tmp_path: Path) -> None:
     # A human-readable export with two "Company" columns (CRM's and LinkedIn's), and a header
     # ending in two commas: the instance failed on every run ("names column ... more than once").
     data = b"Record Id,Company,Company,,\r\n1,Acme,Foo,,\r\n2,Bar,Baz,,\r\n"
-    with IndieCrm(lambda _job: [data]) as emu:
+    with CrmEmulator(lambda _job: [data]) as emu:
         run = run_tap(tmp_path, emu.config([URN]))
         assert run.returncode == 0, run.stderr
         extras = [r["extraColumns"] for r in run.records(RECORDS)]
@@ -86,7 +86,7 @@ def test_files_under_the_field_name_the_tutorial_uses(tmp_path: Path, field: str
     # LinkedIn's tutorial: "a short lived download URL in the downloadURL field". Read as "no
     # URLs", the window was taken as empty after a second job and the bookmark moved: exit 0,
     # and the rows were never exported.
-    with IndieCrm(rows_file, urls_field=field) as emu:
+    with CrmEmulator(rows_file, urls_field=field) as emu:
         run = run_tap(tmp_path, emu.config([URN]))
         assert run.returncode == 0, run.stderr
         assert len(run.records(RECORDS)) == 5
@@ -97,7 +97,7 @@ def test_files_under_the_field_name_the_tutorial_uses(tmp_path: Path, field: str
 def test_job_times_in_seconds_or_iso_text(tmp_path: Path, style: str) -> None:
     # Seconds were kept as milliseconds: the bookmark landed in 1970 and the next run asked for
     # everything again. ISO text failed the instance on every run.
-    with IndieCrm(rows_file, time_style=style) as emu:
+    with CrmEmulator(rows_file, time_style=style) as emu:
         config = emu.config([URN])
         first = run_tap(tmp_path, config)
         assert first.returncode == 0, first.stderr
@@ -114,7 +114,7 @@ def test_job_times_in_seconds_or_iso_text(tmp_path: Path, style: str) -> None:
 def test_a_job_that_ends_in_an_undocumented_failure(tmp_path: Path, status: str) -> None:
     # Counted as "still running", the job held its instance for job_timeout (3 h by default),
     # on every run, until LinkedIn forgot the job a week later.
-    with IndieCrm(rows_file, final_status={7001: status}) as emu:
+    with CrmEmulator(rows_file, final_status={7001: status}) as emu:
         run = run_tap(tmp_path, emu.config([URN], job_timeout=20))
         assert run.returncode == 0, run.stderr
         assert {r["jobId"] for r in run.records(RECORDS)} == {7002}

@@ -68,8 +68,8 @@ class Job:
     expired: bool = False
 
 
-class IndieCrm:
-    """`with IndieCrm(files_for=...) as emu:` ... `emu.config()`, `emu.jobs`, `emu.requests`."""
+class CrmEmulator:
+    """`with CrmEmulator(files_for=...) as emu:` ... `emu.config()`, `emu.jobs`, `emu.requests`."""
 
     def __init__(  # noqa: PLR0913
         self,
