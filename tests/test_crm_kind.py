@@ -127,6 +127,38 @@ def test_given_files_in_an_unknown_form_when_parsed_then_malformed_not_empty(
         parse_job({"status": "COMPLETED", "downloadUrls": [], **extra}, 1)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"fileFormat": "CSV"},
+        {"fileType": "text/csv"},
+        {"fileCount": "0"},
+        {"linkedInCrmInstance": "urn:li:crmInstance:(DYNAMICS,1)"},
+        {"downloadUrlsExpireAt": "2026-12-01T00:00:00Z"},
+        {"fileInfo": {"format": "CSV", "compression": "gzip"}},
+    ],
+)
+def test_given_no_urls_and_a_harmless_file_like_field_when_parsed_then_no_urls(
+    extra: dict[str, t.Any],
+) -> None:
+    # A field whose name mentions files or links but whose value names no file (a format, a
+    # count, a URN): taken as "the files may be there", a window without rows failed its
+    # instance on every run.
+    body = {"status": "COMPLETED", "downloadUrls": [], **extra}
+    assert parse_job(body, 1).download_urls == ()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"fileName": "export_148.csv.gz"}, {"filePath": "/ambry/148"}, {"fileList": [["s3://b/k"]]}],
+)
+def test_given_no_urls_and_a_field_naming_a_file_when_parsed_then_malformed(
+    extra: dict[str, t.Any],
+) -> None:
+    with pytest.raises(MalformedResponseError, match=next(iter(extra))):
+        parse_job({"status": "COMPLETED", "downloadUrls": [], **extra}, 1)
+
+
 def test_given_a_running_job_with_link_like_fields_when_parsed_then_no_urls() -> None:
     # Files are looked for under other names only once the job says COMPLETED: a running job's
     # body may well carry a status link.

@@ -9,6 +9,7 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 from __future__ import annotations
 
 import email.utils
+import re
 import typing as t
 import urllib.parse
 
@@ -202,10 +203,9 @@ def _urls_under_another_name(body: Mapping[str, t.Any], where: str) -> list[str]
     suspects = [
         name
         for name, value in body.items()
-        if isinstance(value, str | list | dict)
-        and value
-        and name != "downloadUrls"
+        if name != "downloadUrls"
         and any(word in name.lower() for word in _FILE_WORDS)
+        and _holds_a_location(value)
     ]
     if suspects:
         msg = (
@@ -214,6 +214,23 @@ def _urls_under_another_name(body: Mapping[str, t.Any], where: str) -> list[str]
         )
         raise MalformedResponseError(msg)
     return []
+
+
+#: Text that reads as a file's location: a URL, a path, or a file name (`export_1.csv.gz`).
+_LOCATION_RE = re.compile(r"://|^/|\.(?:csv|tsv|txt|gz|zip|json)(?:[?#]|$)", re.IGNORECASE)
+
+
+def _holds_a_location(value: object) -> bool:
+    """Whether `value` (text, or lists and objects of it) holds text that reads as a location.
+
+    A field such as `fileFormat: "CSV"` or `linkedInInstance: "urn:li:..."` names no file: a
+    window without rows must not fail its instance on every run for it.
+    """
+    if isinstance(value, str):
+        return bool(_LOCATION_RE.search(value.strip()))
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, list) and any(_holds_a_location(item) for item in value)
 
 
 def _job_id(response: requests.Response, urn: str) -> int:
