@@ -215,6 +215,23 @@ def test_given_time_in_seconds_or_iso_text_when_parsed_then_epoch_ms(
     assert got == 1541539151000
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2039-03-08T19:46:13.411Z", 2183226373411),
+        ("2004-03-15T07:55:47.472Z", 1079337347472),
+        ("2004-03-15T08:55:47.472999+01:00", 1079337347472),  # microseconds: floored
+    ],
+)
+def test_given_iso_text_with_milliseconds_when_parsed_then_exact_milliseconds(
+    value: str, expected: int
+) -> None:
+    # Read through a float (`timestamp() * 1000`), these came out one millisecond early.
+    assert parse_job({"status": "COMPLETED", "nextExportStartAt": value}, 1).next_start_at == (
+        expected
+    )
+
+
 def test_given_job_id_as_a_urn_when_parsed_then_its_number() -> None:
     body = {"status": "PROCESSING", "jobId": "urn:li:crmDataValidationExportJob:148"}
     assert parse_job(body, 148).job_id == 148

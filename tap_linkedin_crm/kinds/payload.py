@@ -52,6 +52,7 @@ def whole_number(value: object, where: str, field: str) -> int | None:
 #: Epoch seconds of 1973-03-03 to 2286-11-20 (9-10 digits): as milliseconds, these would be
 #: instants within 1970's first four months, which no export job describes.
 _SECONDS = range(100_000_000, 10_000_000_000)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def epoch_ms(value: object, where: str, field: str) -> int | None:
@@ -69,7 +70,9 @@ def epoch_ms(value: object, where: str, field: str) -> int | None:
             moment = dt.datetime.fromisoformat(value.strip())
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=dt.UTC)
-            return int(moment.timestamp() * 1000)
+            # Whole milliseconds by integer arithmetic: `timestamp() * 1000` is a float, and
+            # one ISO time in ~150 with milliseconds came out a millisecond early.
+            return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
     number = whole_number(value, where, field)
     if number is not None and number in _SECONDS:
         return number * 1000
