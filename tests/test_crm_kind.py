@@ -366,6 +366,22 @@ def test_given_get_when_sent_then_job_path_with_encoded_urn_and_body_parsed() ->
     assert (job.job_id, job.status, len(job.download_urls)) == (42, "COMPLETED", 2)
 
 
+def test_given_download_paths_when_read_then_on_the_api_host() -> None:
+    # As the analytics API's downloadUrl may be: a path on the API's host. Refused as "not
+    # https", the instance failed on every run.
+    urls = ["/ambry/1?sig=a", "https://media.example/2", "//other.example/3"]
+    body = json.dumps({**GOOD, "jobId": 42, "downloadUrls": urls}).encode()
+    with Loopback([Reply(200, body)]) as server:
+        kind = kind_for(f"{server.url}/v2")
+        job = kind.get_job(task(kind), 42)
+    scheme = server.url.split(":", 1)[0]
+    assert job.download_urls == (
+        f"{server.url}/ambry/1?sig=a",
+        "https://media.example/2",
+        f"{scheme}://other.example/3",
+    )
+
+
 def test_given_gone_job_when_read_then_not_found_error() -> None:
     with Loopback([Reply(404, b'{"message": "Export job 42 not found"}')]) as server:
         kind = kind_for(f"{server.url}/v2")

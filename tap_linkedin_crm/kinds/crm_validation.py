@@ -8,6 +8,7 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import re
 import typing as t
@@ -17,7 +18,7 @@ from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, on_api_host, whole_number
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -104,7 +105,9 @@ class CrmValidationExports:
             what=f"read export job {job_id} of CRM instance {urn}",
             permission=PERMISSION,
         )
-        return parse_job(body, job_id)
+        job = parse_job(body, job_id)
+        urls = on_api_host(job.download_urls, self.client.api_url)
+        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
 
     def failure_action(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import typing as t
+import urllib.parse
 
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import normalize_status
@@ -77,3 +78,16 @@ def epoch_ms(value: object, where: str, field: str) -> int | None:
     if number is not None and number in _SECONDS:
         return number * 1000
     return number
+
+
+def on_api_host(urls: t.Iterable[str], api_url: str) -> tuple[str, ...]:
+    """Download URLs, a path (`/ambry/...`, as the CRM API's `Location` is) joined to `api_url`.
+
+    A URL with a scheme, or a protocol-relative `//host/...`, is kept as the answer gave it (the
+    latter then has the API's scheme); where the bearer token may go is the client's call.
+    """
+    base = api_url.rstrip("/") + "/"
+    return tuple(
+        url if urllib.parse.urlsplit(url).scheme else urllib.parse.urljoin(base, url)
+        for url in urls
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import typing as t
-import urllib.parse
 
 import pendulum
 
@@ -26,7 +25,7 @@ from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
 from tap_linkedin_crm.kinds.crm_validation import date_header_ms
-from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, whole_number
+from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, on_api_host, whole_number
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
@@ -286,11 +285,8 @@ class SalesAnalyticsExports:
         if "status" not in body and isinstance(value, dict):
             body = value  # documented unwrapped, but wrapped like the create action's answer
         job = parse_analytics_job(body, job_id)
-        if job.download_urls and not urllib.parse.urlsplit(job.download_urls[0]).scheme:
-            # A path (as the CRM API's Location header is): on the API's host.
-            url = urllib.parse.urljoin(self.client.api_url + "/", job.download_urls[0])
-            job = dataclasses.replace(job, download_urls=(url,))
-        return job
+        urls = on_api_host(job.download_urls, self.client.api_url)
+        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
         """Split a too-big window, retry then split a timed-out one, stop on data delay."""
