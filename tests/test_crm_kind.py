@@ -132,6 +132,8 @@ def test_given_files_in_an_unknown_form_when_parsed_then_malformed_not_empty(
     [
         {"fileFormat": "CSV"},
         {"fileType": "text/csv"},
+        {"fileFormat": "csv.gz"},
+        {"fileExtension": ".CSV"},
         {"fileCount": "0"},
         {"linkedInCrmInstance": "urn:li:crmInstance:(DYNAMICS,1)"},
         {"downloadUrlsExpireAt": "2026-12-01T00:00:00Z"},

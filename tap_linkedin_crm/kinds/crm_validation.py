@@ -221,6 +221,8 @@ def _urls_under_another_name(body: Mapping[str, t.Any], where: str) -> list[str]
 
 #: Text that reads as a file's location: a URL, a path, or a file name (`export_1.csv.gz`).
 _LOCATION_RE = re.compile(r"://|^/|\.(?:csv|tsv|txt|gz|zip|json)(?:[?#]|$)", re.IGNORECASE)
+#: ... but not a format alone (`csv.gz`, `.csv`).
+_FORMAT_RE = re.compile(r"(?:\.?(?:csv|tsv|txt|gz|zip|json))+", re.IGNORECASE)
 
 
 def _holds_a_location(value: object) -> bool:
@@ -230,7 +232,8 @@ def _holds_a_location(value: object) -> bool:
     window without rows must not fail its instance on every run for it.
     """
     if isinstance(value, str):
-        return bool(_LOCATION_RE.search(value.strip()))
+        text = value.strip()
+        return bool(_LOCATION_RE.search(text)) and not _FORMAT_RE.fullmatch(text)
     if isinstance(value, dict):
         value = list(value.values())
     return isinstance(value, list) and any(_holds_a_location(item) for item in value)
