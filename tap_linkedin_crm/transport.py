@@ -509,7 +509,8 @@ def _retry_after(response: requests.Response) -> float | None:
     """`Retry-After` in seconds: delay-seconds, or an HTTP-date (RFC 9110), None if unreadable.
 
     An HTTP-date is measured from the response's own `Date` header when it has one (so a skewed
-    local clock does not matter), else from the local clock.
+    local clock does not matter), else from the local clock. A date already past counts as no
+    `Retry-After` (the usual backoff): waiting 0 s would spend every retry within milliseconds.
     """
     value = response.headers.get("Retry-After")
     if value is None:
@@ -522,7 +523,8 @@ def _retry_after(response: requests.Response) -> float | None:
     if moment is None:
         return None
     now = _http_date(response.headers.get("Date", ""))
-    return max(0.0, moment - (time.time() if now is None else now))
+    delay = moment - (time.time() if now is None else now)
+    return delay if delay > 0 else None
 
 
 def _http_date(value: str) -> float | None:
