@@ -29,6 +29,7 @@ from tap_linkedin_crm.sandbox.analytics_data import (
     ContractActivity,
     columns_for,
 )
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
 from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
@@ -55,7 +56,6 @@ ANALYTICS_JOBS_PATH = "/v2/salesAnalyticsExportJobs"
 ANALYTICS_JOB_PATH_RE = re.compile(r"^/v2/salesAnalyticsExportJobs/([^/]+)$")
 CONTRACTS_FINDER = "contractsByMember"
 DEFAULT_PAGE_SIZE = 10
-DAY_MS = 86_400_000
 EXCEEDED_FILE_SIZE = "FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"
 DATA_DELAY = "FAILED_DUE_TO_DATA_DELAY"
 PENDING_STATUSES = frozenset({"ENQUEUED", "PROCESSING"})

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from tap_linkedin_crm.sandbox.byte_streams import coalesce
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.data import BOM, CHUNK_BYTES, CRLF, quote
 
 if t.TYPE_CHECKING:
@@ -85,7 +86,6 @@ DEFAULT_ANALYTICS_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-DAY_MS = 86_400_000
 _DAY_SECONDS = 86_400
 MAX_ROWS_PER_DAY = 99_999  # keeps activityId's per-day counter at five digits
 MAX_OUTCOME_DELAY_SECONDS = 3 * _DAY_SECONDS

@@ -17,6 +17,7 @@ import typing as t
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.data import ExportData, ExportPlan, plan_files
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
 from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
@@ -40,7 +41,6 @@ if t.TYPE_CHECKING:
 
 JOBS_PATH = "/v2/crmDataValidationExportJobs"
 JOB_PATH_RE = re.compile(r"^/v2/crmDataValidationExportJobs/([^/]+)$")
-DAY_MS = 86_400_000
 _URN_RE = re.compile(r"^urn:li:crmInstance:\(([A-Za-z0-9_]+),([^,()]+)\)$")
 
 
