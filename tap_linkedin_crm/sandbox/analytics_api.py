@@ -17,6 +17,7 @@ per-member daily quota; jobs expire after ``job_retention_days`` like the CRM on
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing as t
@@ -28,18 +29,17 @@ from tap_linkedin_crm.sandbox.analytics_data import (
     ContractActivity,
     columns_for,
 )
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
 from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
-    RESTLI_HEADER,
     RESTLI_REPLY_HEADER,
-    RESTLI_VERSION,
     Reply,
     error_envelope,
-    expired_token_reply,
     json_reply,
     not_permitted,
+    restli_header_error,
 )
 from tap_linkedin_crm.sandbox.oauth import ANALYTICS_SCOPE
 from tap_linkedin_crm.sandbox.quota import MEMBER_DAILY_LIMIT_MESSAGE, MemberDailyQuota
@@ -56,7 +56,6 @@ ANALYTICS_JOBS_PATH = "/v2/salesAnalyticsExportJobs"
 ANALYTICS_JOB_PATH_RE = re.compile(r"^/v2/salesAnalyticsExportJobs/([^/]+)$")
 CONTRACTS_FINDER = "contractsByMember"
 DEFAULT_PAGE_SIZE = 10
-DAY_MS = 86_400_000
 EXCEEDED_FILE_SIZE = "FAILED_DUE_TO_EXCEEDED_FILE_SIZE_ERROR"
 DATA_DELAY = "FAILED_DUE_TO_DATA_DELAY"
 PENDING_STATUSES = frozenset({"ENQUEUED", "PROCESSING"})
@@ -164,10 +163,9 @@ class SalesAnalytics:
         caller = self._oauth.authenticate(req, ANALYTICS_SCOPE)
         if isinstance(caller, Reply):
             return caller
-        if ctx.scenario.require_restli_header and (
-            req.headers.get(RESTLI_HEADER, "").strip() != RESTLI_VERSION
-        ):
-            return error_envelope(400, f"{RESTLI_HEADER}: {RESTLI_VERSION} header is required")
+        missing = restli_header_error(req) if ctx.scenario.require_restli_header else None
+        if missing is not None:
+            return missing
         endpoint = req.endpoint or ""
         member = caller.member or ""
         payload = self._describe(req)
@@ -179,10 +177,8 @@ class SalesAnalytics:
             )
         fault = ctx.take_http_fault(req)
         if fault is not None:
-            if fault.kind == "token_expired":
-                self._oauth.expire(caller.token)
-                return expired_token_reply()
-            replaced = fault_reply(fault, req, ctx.pause)
+            expire = functools.partial(self._oauth.expire, caller.token)
+            replaced = fault_reply(fault, req, ctx.pause, expire_token=expire)
             if replaced is not None:
                 return replaced
         if endpoint == "contracts":

@@ -20,12 +20,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import random
 import threading
 import typing as t
 from collections import Counter
 from dataclasses import dataclass
 
+from tap_linkedin_crm.sandbox.byte_streams import coalesce
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.data import BOM, CHUNK_BYTES, CRLF, quote
 
 if t.TYPE_CHECKING:
@@ -83,7 +86,6 @@ DEFAULT_ANALYTICS_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-DAY_MS = 86_400_000
 _DAY_SECONDS = 86_400
 MAX_ROWS_PER_DAY = 99_999  # keeps activityId's per-day counter at five digits
 MAX_OUTCOME_DELAY_SECONDS = 3 * _DAY_SECONDS
@@ -358,17 +360,11 @@ class AnalyticsExport:
         line_terminator: str = CRLF,
     ) -> Iterator[bytes]:
         """Yield the uncompressed CSV bytes in chunks of roughly ``CHUNK_BYTES``."""
-        pending = [self._header(line_terminator)]
-        size = len(pending[0])
-        for row in self.iter_rows():
-            line = (",".join(quote(row[c]) for c in self.columns) + line_terminator).encode()
-            pending.append(line)
-            size += len(line)
-            if size >= CHUNK_BYTES:
-                yield b"".join(pending)
-                pending, size = [], 0
-        if pending:
-            yield b"".join(pending)
+        lines = (
+            (",".join(quote(row[c]) for c in self.columns) + line_terminator).encode()
+            for row in self.iter_rows()
+        )
+        yield from coalesce(itertools.chain([self._header(line_terminator)], lines), CHUNK_BYTES)
 
 
 def default_columns() -> dict[str, list[str]]:

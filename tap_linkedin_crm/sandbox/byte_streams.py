@@ -1,4 +1,4 @@
-"""Streaming transforms of a download body: gzip, and the damage faults do to it.
+"""Streaming transforms of a download body: chunking, gzip, and the damage faults do to it.
 
 Each takes and yields an iterator of byte chunks, so a file of any size passes through in chunks
 and is never held whole in memory.
@@ -14,6 +14,20 @@ if t.TYPE_CHECKING:
 
 GZIP_LEVEL = 1
 _CORRUPT_FROM, _CORRUPT_TO = 20, 44  # past the 10-byte gzip header, into the deflate data
+
+
+def coalesce(pieces: Iterable[bytes], chunk_bytes: int) -> Iterator[bytes]:
+    """Join byte pieces into chunks of at least ``chunk_bytes`` (the last may be shorter)."""
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        pending.append(piece)
+        size += len(piece)
+        if size >= chunk_bytes:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def gzip_stream(chunks: Iterable[bytes], level: int = GZIP_LEVEL) -> Iterator[bytes]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+#: One day in milliseconds (the sandbox clock's epoch-ms arithmetic).
+DAY_MS = 86_400_000
+
 
 class SandboxClock:
     """Wall-clock time shifted by an offset that only ever grows.

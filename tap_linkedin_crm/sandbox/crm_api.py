@@ -10,25 +10,25 @@ then ``COMPLETED`` with the seven fields; job ids expire after a week. Inferred 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing as t
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from tap_linkedin_crm.sandbox.clock import DAY_MS
 from tap_linkedin_crm.sandbox.data import ExportData, ExportPlan, plan_files
 from tap_linkedin_crm.sandbox.downloads import DownloadLinks
 from tap_linkedin_crm.sandbox.fault_effects import fault_reply, spoil_job_body, with_transport_fault
 from tap_linkedin_crm.sandbox.faults import FAILED_STATUSES, FaultScope
 from tap_linkedin_crm.sandbox.messages import (
-    RESTLI_HEADER,
     RESTLI_REPLY_HEADER,
-    RESTLI_VERSION,
     Reply,
     error_envelope,
-    expired_token_reply,
     json_reply,
     not_permitted,
+    restli_header_error,
 )
 from tap_linkedin_crm.sandbox.oauth import APP_PERMISSION
 
@@ -41,7 +41,6 @@ if t.TYPE_CHECKING:
 
 JOBS_PATH = "/v2/crmDataValidationExportJobs"
 JOB_PATH_RE = re.compile(r"^/v2/crmDataValidationExportJobs/([^/]+)$")
-DAY_MS = 86_400_000
 _URN_RE = re.compile(r"^urn:li:crmInstance:\(([A-Za-z0-9_]+),([^,()]+)\)$")
 
 
@@ -97,16 +96,13 @@ class CrmExportJobs:
         caller = self._oauth.authenticate(req, APP_PERMISSION)
         if isinstance(caller, Reply):
             return caller
-        if ctx.scenario.require_restli_header and (
-            req.headers.get(RESTLI_HEADER, "").strip() != RESTLI_VERSION
-        ):
-            return error_envelope(400, f"{RESTLI_HEADER}: {RESTLI_VERSION} header is required")
+        missing = restli_header_error(req) if ctx.scenario.require_restli_header else None
+        if missing is not None:
+            return missing
         fault = ctx.take_http_fault(req)
         if fault is not None:
-            if fault.kind == "token_expired":
-                self._oauth.expire(caller.token)
-                return expired_token_reply()
-            replaced = fault_reply(fault, req, ctx.pause)
+            expire = functools.partial(self._oauth.expire, caller.token)
+            replaced = fault_reply(fault, req, ctx.pause, expire_token=expire)
             if replaced is not None:
                 return replaced
         reply = self._create(req) if req.endpoint == "create" else self._get(req)

@@ -6,12 +6,13 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import random
 import threading
 import typing as t
 from dataclasses import dataclass
 
-from tap_linkedin_crm.sandbox.byte_streams import gzip_stream
+from tap_linkedin_crm.sandbox.byte_streams import coalesce, gzip_stream
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -356,17 +357,10 @@ class ExportData:
         self, file_index: int, chunk_bytes: int = CHUNK_BYTES, line_terminator: str = CRLF
     ) -> Iterator[bytes]:
         """Yield the uncompressed bytes of a file in chunks of roughly ``chunk_bytes``."""
-        pending: list[bytes] = [self.header_text(file_index, line_terminator).encode("utf-8")]
-        size = len(pending[0])
-        for block in self.iter_text_blocks(file_index, line_terminator):
-            data = block.encode("utf-8")
-            pending.append(data)
-            size += len(data)
-            if size >= chunk_bytes:
-                yield b"".join(pending)
-                pending, size = [], 0
-        if pending:
-            yield b"".join(pending)
+        header = self.header_text(file_index, line_terminator)
+        blocks = self.iter_text_blocks(file_index, line_terminator)
+        pieces = itertools.chain([header], blocks)
+        yield from coalesce((text.encode("utf-8") for text in pieces), chunk_bytes)
 
     def iter_chunks(self, file_index: int, *, gzip: bool | None = None) -> Iterator[bytes]:
         """Yield the bytes of a file as served: plain CSV, or a gzip stream if the plan says so."""

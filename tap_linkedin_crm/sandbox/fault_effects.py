@@ -9,6 +9,7 @@ from tap_linkedin_crm.sandbox.faults import CUT_FAULTS
 from tap_linkedin_crm.sandbox.messages import (
     RESTLI_REPLY_HEADER,
     error_envelope,
+    expired_token_reply,
     json_reply,
     not_permitted,
 )
@@ -25,13 +26,20 @@ DAILY_LIMIT_MESSAGE = (
 )
 
 
-def fault_reply(fault: Fault, req: Request, pause: Callable[[float], None]) -> Reply | None:
+def fault_reply(
+    fault: Fault,
+    req: Request,
+    pause: Callable[[float], None],
+    *,
+    expire_token: Callable[[], None] | None = None,
+) -> Reply | None:
     """The reply a fault replaces the answer with, or ``None`` to answer (maybe later).
 
     Args:
         fault: The HTTP fault that fired.
         req: The request it fired on.
         pause: Waits the given seconds (for ``slow``).
+        expire_token: Expires the caller's token (for ``token_expired``, on API calls).
     """
     kind = fault.kind
     if kind == "rate_limit":
@@ -45,6 +53,10 @@ def fault_reply(fault: Fault, req: Request, pause: Callable[[float], None]) -> R
         return error_envelope(status, fault.message or HTTPStatus(status).phrase)
     if kind == "forbidden":
         return not_permitted(req, status=fault.status or 403, message=fault.message)
+    if kind == "token_expired":
+        if expire_token is not None:
+            expire_token()
+        return expired_token_reply()
     if kind == "slow":
         pause(fault.delay)
     return None

@@ -342,7 +342,18 @@ class FaultBook:
             scope: What the request is about.
             kinds: The fault kinds that can act on this request now; only they count it.
         """
-        chosen: Fault | None = None
+        fired = self._count(endpoint, scope, kinds, first_only=True)
+        return fired[0] if fired else None
+
+    def take_job_faults(self, endpoint: str, scope: FaultScope) -> list[Fault]:
+        """Count a job creation and return every job fault that fires on it."""
+        return self._count(endpoint, scope, JOB_FAULTS, first_only=False)
+
+    def _count(
+        self, endpoint: str, scope: FaultScope, kinds: frozenset[str], *, first_only: bool
+    ) -> list[Fault]:
+        """Count the faults of ``kinds`` that match; fire every due one, or only the first."""
+        fired: list[Fault] = []
         with self._lock:
             for counter in self._counters:
                 fault = counter.fault
@@ -350,22 +361,7 @@ class FaultBook:
                     continue
                 if not fault.applies_to(endpoint) or not fault.matches(scope):
                     continue
-                if counter.count() and chosen is None:
-                    counter.fired += 1
-                    chosen = fault
-        return chosen
-
-    def take_job_faults(self, endpoint: str, scope: FaultScope) -> list[Fault]:
-        """Count a job creation and return every job fault that fires on it."""
-        fired: list[Fault] = []
-        with self._lock:
-            for counter in self._counters:
-                fault = counter.fault
-                if fault.kind not in JOB_FAULTS:
-                    continue
-                if not fault.applies_to(endpoint) or not fault.matches(scope):
-                    continue
-                if counter.count():
+                if counter.count() and not (first_only and fired):
                     counter.fired += 1
                     fired.append(fault)
         return fired

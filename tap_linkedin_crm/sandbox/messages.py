@@ -118,6 +118,13 @@ def error_envelope(status: int, message: str, service_error_code: int = 0) -> Re
     return json_reply(status, payload, [RESTLI_REPLY_HEADER])
 
 
+def restli_header_error(req: Request) -> Reply | None:
+    """LinkedIn's 400 for an API call without ``X-Restli-Protocol-Version: 2.0.0``, if it is one."""
+    if req.headers.get(RESTLI_HEADER, "").strip() == RESTLI_VERSION:
+        return None
+    return error_envelope(400, f"{RESTLI_HEADER}: {RESTLI_VERSION} header is required")
+
+
 def not_permitted(req: Request, *, status: int = 403, message: str | None = None) -> Reply:
     """LinkedIn's 403 for a call the token (or the instance) is not allowed to make."""
     text = message or f"Not enough permissions to access: {req.method} {req.api_path}"

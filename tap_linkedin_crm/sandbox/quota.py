@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 import typing as t
 
+from tap_linkedin_crm.sandbox.clock import DAY_MS
+
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
     from tap_linkedin_crm.sandbox.clock import SandboxClock
 
-DAY_MS = 86_400_000
 MEMBER_DAILY_LIMIT_MESSAGE = (
     "Resource level throttle MEMBER DAY limit for calls to this resource is reached."
 )
