@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import email.utils
 import typing as t
 import urllib.parse
 
@@ -12,6 +13,8 @@ from tap_linkedin_crm.jobs import normalize_status
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import requests
 
 
 def job_status(body: Mapping[str, t.Any], where: str) -> str:
@@ -91,3 +94,17 @@ def on_api_host(urls: t.Iterable[str], api_url: str) -> tuple[str, ...]:
         url if urllib.parse.urlsplit(url).scheme else urllib.parse.urljoin(base, url)
         for url in urls
     )
+
+
+def date_header_ms(response: requests.Response) -> int | None:
+    """The response's `Date` header as epoch ms (when LinkedIn created the job), if readable."""
+    raw = response.headers.get("Date")
+    if not raw:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp() * 1000)

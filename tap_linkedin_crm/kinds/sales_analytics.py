@@ -24,8 +24,13 @@ from tap_linkedin_crm.engine.state import ANALYTICS_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.crm_validation import date_header_ms
-from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, on_api_host, whole_number
+from tap_linkedin_crm.kinds.payload import (
+    date_header_ms,
+    epoch_ms,
+    job_status,
+    on_api_host,
+    whole_number,
+)
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
