@@ -8,7 +8,6 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing as t
 import urllib.parse
@@ -110,9 +109,7 @@ class CrmValidationExports:
             what=f"read export job {job_id} of CRM instance {urn}",
             permission=PERMISSION,
         )
-        job = parse_job(body, job_id)
-        urls = on_api_host(job.download_urls, self.client.api_url)
-        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
+        return on_api_host(parse_job(body, job_id), self.client.api_url)
 
     def failure_action(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import email.utils
 import typing as t
@@ -15,6 +16,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
     import requests
+
+    from tap_linkedin_crm.jobs import ExportJob
 
 
 def job_status(body: Mapping[str, t.Any], where: str) -> str:
@@ -83,17 +86,19 @@ def epoch_ms(value: object, where: str, field: str) -> int | None:
     return number
 
 
-def on_api_host(urls: t.Iterable[str], api_url: str) -> tuple[str, ...]:
-    """Download URLs, a path (`/ambry/...`, as the CRM API's `Location` is) joined to `api_url`.
+def on_api_host(job: ExportJob, api_url: str) -> ExportJob:
+    """`job` with each download URL given as a path (`/ambry/...`) joined to `api_url`.
 
-    A URL with a scheme, or a protocol-relative `//host/...`, is kept as the answer gave it (the
-    latter then has the API's scheme); where the bearer token may go is the client's call.
+    (The CRM API's `Location` is such a path.) A URL with a scheme, or a protocol-relative
+    `//host/...`, is kept as the answer gave it (the latter then has the API's scheme); where the
+    bearer token may go is the client's call.
     """
     base = api_url.rstrip("/") + "/"
-    return tuple(
+    urls = tuple(
         url if urllib.parse.urlsplit(url).scheme else urllib.parse.urljoin(base, url)
-        for url in urls
+        for url in job.download_urls
     )
+    return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
 
 
 def date_header_ms(response: requests.Response) -> int | None:

@@ -289,9 +289,7 @@ class SalesAnalyticsExports:
         value = body.get("value")
         if "status" not in body and isinstance(value, dict):
             body = value  # documented unwrapped, but wrapped like the create action's answer
-        job = parse_analytics_job(body, job_id)
-        urls = on_api_host(job.download_urls, self.client.api_url)
-        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
+        return on_api_host(parse_analytics_job(body, job_id), self.client.api_url)
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
         """Split a too-big window, retry then split a timed-out one, stop on data delay."""
