@@ -199,7 +199,6 @@ class ExportRun:
     # Planning ---------------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        tasks = []
         sequence = 0
         for family in self.families:
             others = [name for name in family.stream_names if name != family.owner]
@@ -219,11 +218,10 @@ class ExportRun:
                 for task in planned:
                     task.sequence = sequence
                     sequence += 1
-                    tasks.append((family.kind, task))
                 prun.tracked = self.scheduler.submit([(family.kind, task) for task in planned])
         LOGGER.info(
             "Planned %d export job(s) for %d partition(s); creating them now.",
-            len(tasks),
+            sequence,
             len(self.partitions),
         )
 
