@@ -750,9 +750,7 @@ class JobScheduler:
         tracked.outcome = Outcome.PENDING
         tracked.empty_answers = 0
         tracked.task.resume = None
-        if tracked.holds_slot:
-            tracked.holds_slot = False
-            self._slots -= 1
+        self._free(tracked)
         self._queue(tracked)
 
     def _queue(self, tracked: TrackedJob) -> None:
