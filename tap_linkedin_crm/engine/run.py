@@ -417,7 +417,7 @@ class ExportRun:
             return
         jobs: list[InFlightJob] = []
         for top in prun.tracked:
-            for leaf in _all_leaves(top):
+            for leaf in top.leaves():
                 if id(leaf) in prun.emitted:
                     continue
                 job_id, created_at, attempt = self.scheduler.snapshot(leaf)
@@ -538,14 +538,6 @@ def _unwritten(
         f"{type(error).__name__}); the next run resumes at this row."
     )
     return LinkedInCRMError(msg)
-
-
-def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:
-    if not tracked.children:
-        yield tracked
-        return
-    for child in tracked.children:
-        yield from _all_leaves(child)
 
 
 def ms_to_rfc3339(value: int | None) -> str | None:

@@ -116,6 +116,14 @@ class TrackedJob:
         """Whether the main thread can act on it."""
         return self.outcome is not Outcome.PENDING
 
+    def leaves(self) -> Iterator[TrackedJob]:
+        """This job, or (once split) its halves' leaves, in window order."""
+        if not self.children:
+            yield self
+            return
+        for child in self.children:
+            yield from child.leaves()
+
 
 class _Workers:
     """A few daemon threads running HTTP calls; results come back through a callback."""
@@ -257,7 +265,7 @@ class JobScheduler:
         """Stop creating and polling these jobs (their partition failed or stopped)."""
         with self._lock:
             for job in tracked:
-                for leaf in self._leaves(job):
+                for leaf in job.leaves():
                     if leaf.outcome is Outcome.PENDING:
                         leaf.outcome = Outcome.CANCELLED
                     if leaf in self._pending:
@@ -803,11 +811,6 @@ class JobScheduler:
             elapsed,
             tracked.polls,
         )
-
-    def _leaves(self, tracked: TrackedJob) -> list[TrackedJob]:
-        if not tracked.children:
-            return [tracked]
-        return [leaf for child in tracked.children for leaf in self._leaves(child)]
 
 
 def _emission_order(tracked: TrackedJob) -> tuple[int, int]:
