@@ -40,7 +40,7 @@ from tap_linkedin_crm.errors import (
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, JobPhase, is_known_status
-from tap_linkedin_crm.kinds.base import ExportTask, FailureAction, Window
+from tap_linkedin_crm.kinds.base import DAY_MS, ExportTask, FailureAction, Window
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -55,7 +55,6 @@ LOGGER = logging.getLogger("tap_linkedin_crm.engine")
 PROGRESS_EVERY_SECONDS = 60.0
 #: HTTP calls in parallel; LinkedIn's API is not the bottleneck of waiting.
 DEFAULT_WORKERS = 4
-_DAY_MS = 86_400_000
 
 
 def now_ms() -> int:
@@ -727,8 +726,8 @@ class JobScheduler:
     def _split(self, tracked: TrackedJob, status: str) -> None:
         window = tracked.task.window
         assert window.end_at is not None  # noqa: S101 - kinds split fixed windows only
-        days = (window.end_at - window.start_at) // _DAY_MS
-        middle = window.start_at + max(1, days // 2) * _DAY_MS
+        days = (window.end_at - window.start_at) // DAY_MS
+        middle = window.start_at + max(1, days // 2) * DAY_MS
         halves = [Window(window.start_at, middle), Window(middle, window.end_at)]
         LOGGER.warning(
             "%s: export job %s ended %s; splitting window %s in two.",
@@ -833,7 +832,7 @@ def _status_text(exc: BaseException) -> str:
 
 def _splittable(window: Window) -> bool:
     """Whether the window holds two whole days, so that `_split` gives two non-empty halves."""
-    return window.end_at is not None and window.end_at - window.start_at >= 2 * _DAY_MS
+    return window.end_at is not None and window.end_at - window.start_at >= 2 * DAY_MS
 
 
 def _window_text(window: Window) -> str:

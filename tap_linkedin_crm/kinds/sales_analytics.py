@@ -50,7 +50,6 @@ CONTRACT_KEY = "contract"
 TYPE_KEY = "exportType"
 #: Contracts asked per page of `GET /salesContracts?q=contractsByMember`.
 CONTRACTS_PAGE_SIZE = 50
-_DAY_MS = 86_400_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
