@@ -88,7 +88,7 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
     engine = settings.engine
     now = now or dt.datetime.now(tz=dt.UTC)
     by_name = {stream.name: stream for stream in streams}
-    with _session(engine) as session:
+    with _session() as session:
         families: list[ExportFamily] = []
         crm_streams = [by_name.get(CRM_RECORDS.name), by_name.get(CRM_EXPORTS.name)]
         if any(crm_streams):
@@ -172,13 +172,12 @@ def run_sync(  # noqa: PLR0913 - all are real, independent inputs
             output.close()
 
 
-def _session(engine: EngineSettings) -> requests.Session:
+def _session() -> requests.Session:
     """One connection pool for the run, big enough for the scheduler's workers and downloads."""
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=DEFAULT_WORKERS + 4)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
-    del engine
     return session
 
 

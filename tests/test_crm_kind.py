@@ -15,7 +15,8 @@ from tap_linkedin_crm.engine.state import CRM_LAYOUT, PartitionState
 from tap_linkedin_crm.errors import MalformedResponseError, NotFoundError
 from tap_linkedin_crm.jobs import ExportJob, JobPhase
 from tap_linkedin_crm.kinds.base import ExportTask, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.crm_validation import CrmValidationExports, date_header_ms, parse_job
+from tap_linkedin_crm.kinds.crm_validation import CrmValidationExports, parse_job
+from tap_linkedin_crm.kinds.payload import date_header_ms
 from tap_linkedin_crm.transport import LinkedInClient
 
 URN = "urn:li:crmInstance:(SFDC,00D5e000000AbCdEAF)"

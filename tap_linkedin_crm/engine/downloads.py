@@ -175,14 +175,15 @@ class ExportDownloader:
                 yield from self._file_rows(tracked, position)
             except JobGoneError as exc:
                 counted = not isinstance(exc, _EmptyFileError)
-                job = self._replace(tracked, position, str(exc), counted=counted)
+                self._replace(tracked, position, str(exc), counted=counted)
                 continue
             position.file_index += 1
             position.rows_done = 0
 
     def _replace(
         self, tracked: TrackedJob, position: Position, reason: str, *, counted: bool
-    ) -> ExportJob:
+    ) -> None:
+        """Replace the tracked job and await the new one; `position` moves to its first row."""
         emitted_before = position.file_index > 0 or position.rows_done > 0
         old_job_id = position.job_id
         self.scheduler.replace(tracked, reason, counted=counted)
@@ -218,7 +219,6 @@ class ExportDownloader:
         position.job_id, position.file_index, position.rows_done = job.job_id, 0, 0
         self.file_bytes = [0] * len(job.download_urls)
         self.files_empty = []
-        return job
 
     def _file_rows(  # noqa: C901, PLR0915 - one retry loop, a branch per fault
         self, tracked: TrackedJob, position: Position

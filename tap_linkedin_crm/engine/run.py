@@ -199,7 +199,6 @@ class ExportRun:
     # Planning ---------------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        tasks = []
         sequence = 0
         for family in self.families:
             others = [name for name in family.stream_names if name != family.owner]
@@ -219,11 +218,10 @@ class ExportRun:
                 for task in planned:
                     task.sequence = sequence
                     sequence += 1
-                    tasks.append((family.kind, task))
                 prun.tracked = self.scheduler.submit([(family.kind, task) for task in planned])
         LOGGER.info(
             "Planned %d export job(s) for %d partition(s); creating them now.",
-            len(tasks),
+            sequence,
             len(self.partitions),
         )
 
@@ -419,7 +417,7 @@ class ExportRun:
             return
         jobs: list[InFlightJob] = []
         for top in prun.tracked:
-            for leaf in _all_leaves(top):
+            for leaf in top.leaves():
                 if id(leaf) in prun.emitted:
                     continue
                 job_id, created_at, attempt = self.scheduler.snapshot(leaf)
@@ -540,14 +538,6 @@ def _unwritten(
         f"{type(error).__name__}); the next run resumes at this row."
     )
     return LinkedInCRMError(msg)
-
-
-def _all_leaves(tracked: TrackedJob) -> Iterator[TrackedJob]:
-    if not tracked.children:
-        yield tracked
-        return
-    for child in tracked.children:
-        yield from _all_leaves(child)
 
 
 def ms_to_rfc3339(value: int | None) -> str | None:

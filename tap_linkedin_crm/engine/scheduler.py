@@ -40,7 +40,7 @@ from tap_linkedin_crm.errors import (
     SyncInterruptedError,
 )
 from tap_linkedin_crm.jobs import ExportJob, JobPhase, is_known_status
-from tap_linkedin_crm.kinds.base import ExportTask, FailureAction, Window
+from tap_linkedin_crm.kinds.base import DAY_MS, ExportTask, FailureAction, Window
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -55,7 +55,6 @@ LOGGER = logging.getLogger("tap_linkedin_crm.engine")
 PROGRESS_EVERY_SECONDS = 60.0
 #: HTTP calls in parallel; LinkedIn's API is not the bottleneck of waiting.
 DEFAULT_WORKERS = 4
-_DAY_MS = 86_400_000
 
 
 def now_ms() -> int:
@@ -115,6 +114,14 @@ class TrackedJob:
     def final(self) -> bool:
         """Whether the main thread can act on it."""
         return self.outcome is not Outcome.PENDING
+
+    def leaves(self) -> Iterator[TrackedJob]:
+        """This job, or (once split) its halves' leaves, in window order."""
+        if not self.children:
+            yield self
+            return
+        for child in self.children:
+            yield from child.leaves()
 
 
 class _Workers:
@@ -257,7 +264,7 @@ class JobScheduler:
         """Stop creating and polling these jobs (their partition failed or stopped)."""
         with self._lock:
             for job in tracked:
-                for leaf in self._leaves(job):
+                for leaf in job.leaves():
                     if leaf.outcome is Outcome.PENDING:
                         leaf.outcome = Outcome.CANCELLED
                     if leaf in self._pending:
@@ -719,8 +726,8 @@ class JobScheduler:
     def _split(self, tracked: TrackedJob, status: str) -> None:
         window = tracked.task.window
         assert window.end_at is not None  # noqa: S101 - kinds split fixed windows only
-        days = (window.end_at - window.start_at) // _DAY_MS
-        middle = window.start_at + max(1, days // 2) * _DAY_MS
+        days = (window.end_at - window.start_at) // DAY_MS
+        middle = window.start_at + max(1, days // 2) * DAY_MS
         halves = [Window(window.start_at, middle), Window(middle, window.end_at)]
         LOGGER.warning(
             "%s: export job %s ended %s; splitting window %s in two.",
@@ -750,9 +757,7 @@ class JobScheduler:
         tracked.outcome = Outcome.PENDING
         tracked.empty_answers = 0
         tracked.task.resume = None
-        if tracked.holds_slot:
-            tracked.holds_slot = False
-            self._slots -= 1
+        self._free(tracked)
         self._queue(tracked)
 
     def _queue(self, tracked: TrackedJob) -> None:
@@ -806,11 +811,6 @@ class JobScheduler:
             tracked.polls,
         )
 
-    def _leaves(self, tracked: TrackedJob) -> list[TrackedJob]:
-        if not tracked.children:
-            return [tracked]
-        return [leaf for child in tracked.children for leaf in self._leaves(child)]
-
 
 def _emission_order(tracked: TrackedJob) -> tuple[int, int]:
     """Where a job comes in the order the main thread emits (halves share their task's place)."""
@@ -832,7 +832,7 @@ def _status_text(exc: BaseException) -> str:
 
 def _splittable(window: Window) -> bool:
     """Whether the window holds two whole days, so that `_split` gives two non-empty halves."""
-    return window.end_at is not None and window.end_at - window.start_at >= 2 * _DAY_MS
+    return window.end_at is not None and window.end_at - window.start_at >= 2 * DAY_MS
 
 
 def _window_text(window: Window) -> str:

@@ -21,6 +21,9 @@ if t.TYPE_CHECKING:
     from tap_linkedin_crm.jobs import ExportJob
     from tap_linkedin_crm.transport import LinkedInClient
 
+#: One day in epoch milliseconds (LinkedIn's time unit).
+DAY_MS = 86_400_000
+
 
 @dataclass(frozen=True, slots=True)
 class Partition:
@@ -49,7 +52,7 @@ class Window:
         """Length in days (infinite for an open window)."""
         if self.end_at is None:
             return float("inf")
-        return (self.end_at - self.start_at) / 86_400_000
+        return (self.end_at - self.start_at) / DAY_MS
 
 
 @dataclass(slots=True)

@@ -8,8 +8,6 @@ now" (LinkedIn clamps the start to 30 days back). Jobs are created with
 
 from __future__ import annotations
 
-import dataclasses
-import email.utils
 import re
 import typing as t
 import urllib.parse
@@ -18,7 +16,13 @@ from tap_linkedin_crm.engine.state import CRM_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, on_api_host, whole_number
+from tap_linkedin_crm.kinds.payload import (
+    date_header_ms,
+    epoch_ms,
+    job_status,
+    on_api_host,
+    whole_number,
+)
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -105,9 +109,7 @@ class CrmValidationExports:
             what=f"read export job {job_id} of CRM instance {urn}",
             permission=PERMISSION,
         )
-        job = parse_job(body, job_id)
-        urls = on_api_host(job.download_urls, self.client.api_url)
-        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
+        return on_api_host(parse_job(body, job_id), self.client.api_url)
 
     def failure_action(
         self,
@@ -255,17 +257,3 @@ def _job_id(response: requests.Response, urn: str) -> int:
         "(X-RestLi-Id header)."
     )
     raise MalformedResponseError(msg, status=response.status_code)
-
-
-def date_header_ms(response: requests.Response) -> int | None:
-    """The response's `Date` header as epoch ms (when LinkedIn created the job), if readable."""
-    raw = response.headers.get("Date")
-    if not raw:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return int(moment.timestamp() * 1000)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import email.utils
 import typing as t
 import urllib.parse
 
@@ -12,6 +14,10 @@ from tap_linkedin_crm.jobs import normalize_status
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import requests
+
+    from tap_linkedin_crm.jobs import ExportJob
 
 
 def job_status(body: Mapping[str, t.Any], where: str) -> str:
@@ -80,14 +86,30 @@ def epoch_ms(value: object, where: str, field: str) -> int | None:
     return number
 
 
-def on_api_host(urls: t.Iterable[str], api_url: str) -> tuple[str, ...]:
-    """Download URLs, a path (`/ambry/...`, as the CRM API's `Location` is) joined to `api_url`.
+def on_api_host(job: ExportJob, api_url: str) -> ExportJob:
+    """`job` with each download URL given as a path (`/ambry/...`) joined to `api_url`.
 
-    A URL with a scheme, or a protocol-relative `//host/...`, is kept as the answer gave it (the
-    latter then has the API's scheme); where the bearer token may go is the client's call.
+    (The CRM API's `Location` is such a path.) A URL with a scheme, or a protocol-relative
+    `//host/...`, is kept as the answer gave it (the latter then has the API's scheme); where the
+    bearer token may go is the client's call.
     """
     base = api_url.rstrip("/") + "/"
-    return tuple(
+    urls = tuple(
         url if urllib.parse.urlsplit(url).scheme else urllib.parse.urljoin(base, url)
-        for url in urls
+        for url in job.download_urls
     )
+    return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
+
+
+def date_header_ms(response: requests.Response) -> int | None:
+    """The response's `Date` header as epoch ms (when LinkedIn created the job), if readable."""
+    raw = response.headers.get("Date")
+    if not raw:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int(moment.timestamp() * 1000)

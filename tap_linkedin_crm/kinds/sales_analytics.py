@@ -24,8 +24,13 @@ from tap_linkedin_crm.engine.state import ANALYTICS_LAYOUT
 from tap_linkedin_crm.errors import MalformedResponseError
 from tap_linkedin_crm.jobs import ExportJob, JobStatus
 from tap_linkedin_crm.kinds.base import CreatedJob, FailureAction, Partition, Window
-from tap_linkedin_crm.kinds.crm_validation import date_header_ms
-from tap_linkedin_crm.kinds.payload import epoch_ms, job_status, on_api_host, whole_number
+from tap_linkedin_crm.kinds.payload import (
+    date_header_ms,
+    epoch_ms,
+    job_status,
+    on_api_host,
+    whole_number,
+)
 from tap_linkedin_crm.transport import json_object_body
 
 if t.TYPE_CHECKING:
@@ -45,7 +50,6 @@ CONTRACT_KEY = "contract"
 TYPE_KEY = "exportType"
 #: Contracts asked per page of `GET /salesContracts?q=contractsByMember`.
 CONTRACTS_PAGE_SIZE = 50
-_DAY_MS = 86_400_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -284,9 +288,7 @@ class SalesAnalyticsExports:
         value = body.get("value")
         if "status" not in body and isinstance(value, dict):
             body = value  # documented unwrapped, but wrapped like the create action's answer
-        job = parse_analytics_job(body, job_id)
-        urls = on_api_host(job.download_urls, self.client.api_url)
-        return job if urls == job.download_urls else dataclasses.replace(job, download_urls=urls)
+        return on_api_host(parse_analytics_job(body, job_id), self.client.api_url)
 
     def failure_action(self, task: ExportTask, job: ExportJob, attempt: int) -> FailureAction:
         """Split a too-big window, retry then split a timed-out one, stop on data delay."""
