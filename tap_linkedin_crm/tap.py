@@ -38,6 +38,7 @@ from tap_linkedin_crm.output.writer import BufferedSingerWriter
 from tap_linkedin_crm.settings import (
     DEFAULT_API_URL,
     DEFAULT_TOKEN_URL,
+    FAMILY_SETTINGS,
     Settings,
     configured_families,
     environment_config,
@@ -560,7 +561,9 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
         return
     # Name only what the selected streams need: the other family may well be configured.
     needed = [
-        text for kind, text in _FAMILY_NEEDS.items() if any(s.spec.kind == kind for s in streams)
+        f"{' or '.join(FAMILY_SETTINGS[kind])} ({label})"
+        for kind, label in _FAMILY_LABELS.items()
+        if any(s.spec.kind == kind for s in streams)
     ]
     msg = (
         f"Nothing to export: the selected streams need {' or '.join(needed)}, and it is not "
@@ -569,10 +572,10 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
     raise ConfigValidationError(msg, errors=[msg])
 
 
-#: What each export family's streams need, for the "Nothing to export" error.
-_FAMILY_NEEDS = {
-    "crm_data_validation": "crm_instance_ids (CRM Data Validation)",
-    "sales_analytics": "refresh_token or analytics_access_token (Sales Navigator analytics)",
+#: Each export family's name in the "Nothing to export" error (its settings: `FAMILY_SETTINGS`).
+_FAMILY_LABELS = {
+    "crm_data_validation": "CRM Data Validation",
+    "sales_analytics": "Sales Navigator analytics",
 }
 
 
