@@ -632,8 +632,7 @@ def _clean_exit() -> Iterator[None]:
         )
         raise SystemExit(EXIT_INTERRUPTED) from None
     except ConfigValidationError as exc:
-        details = [e for e in exc.errors if e not in str(exc)]
-        LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+        LOGGER.error("%s", config_error_text(exc))  # noqa: TRY400 - the message says all
         sys.stderr.flush()
         raise SystemExit(1) from None
     except MappingError as exc:
@@ -645,6 +644,12 @@ def _clean_exit() -> Iterator[None]:
         LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
         sys.stderr.flush()
         raise SystemExit(1) from None
+
+
+def config_error_text(error: ConfigValidationError) -> str:
+    """The error's message and each of its problems the message does not already say."""
+    details = [e for e in error.errors if e not in str(error)]
+    return "; ".join([str(error), *details])
 
 
 def _env_prefix(name: str) -> str:
