@@ -407,7 +407,7 @@ class TapLinkedInCRM(Tap):
         return [ExportStream(self, spec, column_types.get(spec.name, {})) for spec in STREAM_SPECS]
 
     def selected_streams(self) -> list[ExportStream]:
-        """The streams the catalog selects, in declaration order."""
+        """The streams the catalog selects, in the SDK's order (by name, not declaration)."""
         return [
             stream
             for stream in self.streams.values()
