@@ -38,6 +38,7 @@ from tap_linkedin_crm.output.writer import BufferedSingerWriter
 from tap_linkedin_crm.settings import (
     DEFAULT_API_URL,
     DEFAULT_TOKEN_URL,
+    FAMILY_SETTINGS,
     Settings,
     configured_families,
     environment_config,
@@ -406,7 +407,7 @@ class TapLinkedInCRM(Tap):
         return [ExportStream(self, spec, column_types.get(spec.name, {})) for spec in STREAM_SPECS]
 
     def selected_streams(self) -> list[ExportStream]:
-        """The streams the catalog selects, in declaration order."""
+        """The streams the catalog selects, in the SDK's order (by name, not declaration)."""
         return [
             stream
             for stream in self.streams.values()
@@ -560,7 +561,9 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
         return
     # Name only what the selected streams need: the other family may well be configured.
     needed = [
-        text for kind, text in _FAMILY_NEEDS.items() if any(s.spec.kind == kind for s in streams)
+        f"{' or '.join(FAMILY_SETTINGS[kind])} ({label})"
+        for kind, label in _FAMILY_LABELS.items()
+        if any(s.spec.kind == kind for s in streams)
     ]
     msg = (
         f"Nothing to export: the selected streams need {' or '.join(needed)}, and it is not "
@@ -569,10 +572,10 @@ def _check_something_to_export(config: Mapping[str, t.Any], streams: list[Export
     raise ConfigValidationError(msg, errors=[msg])
 
 
-#: What each export family's streams need, for the "Nothing to export" error.
-_FAMILY_NEEDS = {
-    "crm_data_validation": "crm_instance_ids (CRM Data Validation)",
-    "sales_analytics": "refresh_token or analytics_access_token (Sales Navigator analytics)",
+#: Each export family's name in the "Nothing to export" error (its settings: `FAMILY_SETTINGS`).
+_FAMILY_LABELS = {
+    "crm_data_validation": "CRM Data Validation",
+    "sales_analytics": "Sales Navigator analytics",
 }
 
 
@@ -629,8 +632,7 @@ def _clean_exit() -> Iterator[None]:
         )
         raise SystemExit(EXIT_INTERRUPTED) from None
     except ConfigValidationError as exc:
-        details = [e for e in exc.errors if e not in str(exc)]
-        LOGGER.error("%s", "; ".join([str(exc), *details]))  # noqa: TRY400 - message says all
+        LOGGER.error("%s", config_error_text(exc))  # noqa: TRY400 - the message says all
         sys.stderr.flush()
         raise SystemExit(1) from None
     except MappingError as exc:
@@ -642,6 +644,12 @@ def _clean_exit() -> Iterator[None]:
         LOGGER.error("%s", exc)  # noqa: TRY400 - the message is the whole story
         sys.stderr.flush()
         raise SystemExit(1) from None
+
+
+def config_error_text(error: ConfigValidationError) -> str:
+    """The error's message and each of its problems the message does not already say."""
+    details = [e for e in error.errors if e not in str(error)]
+    return "; ".join([str(error), *details])
 
 
 def _env_prefix(name: str) -> str:

@@ -44,7 +44,7 @@ from tap_linkedin_crm.output.airbyte import REFRESH_TOKEN_SETTING, AirbyteOutput
 from tap_linkedin_crm.settings import configured_families
 from tap_linkedin_crm.streams import STREAM_SPECS, ExportStream
 from tap_linkedin_crm.sync import run_sync
-from tap_linkedin_crm.tap import TapLinkedInCRM
+from tap_linkedin_crm.tap import TapLinkedInCRM, config_error_text
 
 if t.TYPE_CHECKING:
     from collections.abc import Sequence
@@ -148,8 +148,7 @@ def declared_streams(tap: TapLinkedInCRM) -> list[ExportStream]:
 def describe(error: BaseException) -> str:
     """What to tell the user about `error` (tap errors never quote secrets or signed URLs)."""
     if isinstance(error, ConfigValidationError):
-        details = [e for e in error.errors if e not in str(error)]
-        return "; ".join([str(error), *details])
+        return config_error_text(error)
     if isinstance(error, LinkedInCRMError):
         return str(error)
     # Other errors may quote URLs (signed ones carry tokens): only the type is shown.

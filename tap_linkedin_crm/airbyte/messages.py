@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import threading
 import time
 import typing as t
@@ -17,6 +16,7 @@ import typing as t
 import orjson
 
 from tap_linkedin_crm.errors import ConsumerGoneError
+from tap_linkedin_crm.output.writer import reader_gone
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -146,10 +146,8 @@ class MessageWriter:
             try:
                 self._out.write(data)
                 self._out.flush()
-            except BrokenPipeError:
-                self._consumer_gone()
             except OSError as exc:
-                if exc.errno not in {errno.EPIPE, errno.EBADF}:
+                if not reader_gone(exc):
                     raise
                 self._consumer_gone()
 

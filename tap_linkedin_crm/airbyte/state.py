@@ -27,6 +27,7 @@ import typing as t
 from tap_linkedin_crm.engine.state import MELTANO_WRAPPER_KEY, normalize_state
 from tap_linkedin_crm.errors import InvalidStateError
 from tap_linkedin_crm.kinds.sales_analytics import EXPORT_TYPES, TYPE_KEY
+from tap_linkedin_crm.streams import STREAM_SPECS
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -100,8 +101,6 @@ class StateGroups:
 
 def _rows_streams() -> dict[str, tuple[str, ...]]:
     """Each export kind's rows streams (by the streams' declared kind)."""
-    from tap_linkedin_crm.streams import STREAM_SPECS  # noqa: PLC0415 - avoids an import cycle
-
     found: dict[str, list[str]] = {}
     for spec in STREAM_SPECS:
         if spec.role == "rows":
@@ -279,8 +278,6 @@ Family = tuple[str, str | None]
 
 def families_of(stream: str) -> list[Family]:
     """The families whose partitions `stream`'s state holds (a rows stream: one)."""
-    from tap_linkedin_crm.streams import STREAM_SPECS  # noqa: PLC0415 - avoids an import cycle
-
     spec = next(s for s in STREAM_SPECS if s.name == stream)
     types = {export_type.rows_stream: export_type.name for export_type in EXPORT_TYPES}
     if spec.role == "rows":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD
+from tap_linkedin_crm.columns import EXTRA_COLUMNS_FIELD, INVALID_VALUES_FIELD
 from tap_linkedin_crm.decoding.converters import BOOLEANS, converter, timestamp_caching
 
 if t.TYPE_CHECKING:
@@ -21,7 +21,7 @@ EXTRA_COLUMNS_KEY = EXTRA_COLUMNS_FIELD
 Present in every row of a file whose header has such columns, absent otherwise.
 """
 
-INVALID_VALUES_KEY = "invalidValues"
+INVALID_VALUES_KEY = INVALID_VALUES_FIELD
 """Row key of an object holding the raw string of every declared value that did not convert.
 
 The typed field of such a value is None. The key is present only in rows that have one.

@@ -35,7 +35,6 @@ from singer_sdk.singerlib.json import serialize_json
 
 from tap_linkedin_crm.errors import ConsumerGoneError, StreamMapError
 from tap_linkedin_crm.output.singer import SingerOutput
-from tap_linkedin_crm.output.transforms import mapped_outputs
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -455,13 +454,17 @@ class BatchOutput(SingerOutput):
         """SCHEMA messages for every stream; batch sinks for the rows streams."""
         self.storage.remove_stale_parts()
         super().start(streams)
-        config = self.tap.config.get("stream_maps") or {}
-        for stream in streams:
-            if stream.name in self.rows_streams:
-                outputs = mapped_outputs(stream, config)
-                self._batch_sinks[stream.name] = BatchRecordSink(
-                    self, [(output.alias, output.transform) for output in outputs]
-                )
+
+    def _add_sink(
+        self,
+        stream: Stream,
+        outputs: Sequence[tuple[str, Callable[[dict[str, t.Any]], dict[str, t.Any] | None]]],
+    ) -> None:
+        """A batch sink for a rows stream, the Singer sink for any other."""
+        if stream.name in self.rows_streams:
+            self._batch_sinks[stream.name] = BatchRecordSink(self, outputs)
+        else:
+            super()._add_sink(stream, outputs)
 
     def sink(self, stream: Stream) -> t.Any:  # noqa: ANN401 - a batch or a Singer sink
         """The batch sink of a rows stream, the Singer sink of any other."""

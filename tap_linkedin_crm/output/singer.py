@@ -115,9 +115,15 @@ class SingerOutput:
                         output.alias, output.schema, output.key_properties, bookmark_keys
                     )
                 )
-            self._sinks[stream.name] = SingerRecordSink(
-                self.writer, [(output.alias, output.transform) for output in outputs], stream.name
-            )
+            self._add_sink(stream, [(output.alias, output.transform) for output in outputs])
+
+    def _add_sink(
+        self,
+        stream: Stream,
+        outputs: Sequence[tuple[str, Callable[[dict[str, t.Any]], dict[str, t.Any] | None]]],
+    ) -> None:
+        """Keep the sink of `stream`, whose records go through `outputs` (alias, transform)."""
+        self._sinks[stream.name] = SingerRecordSink(self.writer, outputs, stream.name)
 
     def sink(self, stream: Stream) -> SingerRecordSink:
         """The sink of a stream announced by `start`."""

@@ -46,6 +46,11 @@ PIPE_BYTES = 1024 * 1024
 _dumps = orjson.dumps
 
 
+def reader_gone(error: OSError) -> bool:
+    """True when a write to stdout failed because nothing reads it any more (closed pipe or fd)."""
+    return isinstance(error, BrokenPipeError) or error.errno in {errno.EPIPE, errno.EBADF}
+
+
 class BufferedSingerWriter(SimpleSingerWriter):
     """The SDK's simple writer, writing in binary, plus whole blocks of encoded RECORD lines."""
 
@@ -75,10 +80,8 @@ class BufferedSingerWriter(SimpleSingerWriter):
     def _write(self, data: bytes | bytearray) -> None:
         try:
             self._write_out(data)
-        except BrokenPipeError:
-            self._consumer_gone()
         except OSError as exc:
-            if exc.errno not in {errno.EPIPE, errno.EBADF}:
+            if not reader_gone(exc):
                 raise
             self._consumer_gone()
 
